@@ -1,0 +1,104 @@
+"""The app instances: private, IMDSv2 only, encrypted root volume, the Node.js API from user data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+
+from activities.aws_clients import AwsClients
+from activities.errors import aws_errors, ignore_not_found
+from activities.tags import client_token, key_filters, tag_specifications
+from activities.user_data import render_user_data
+from activities.waits import wait_for
+from models.naming import APP_GROUP
+from models.resources import Deleted, DeleteInput, Instance, InstanceInput, Kind, ResourceKey
+
+LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
+
+
+class ComputeActivities:
+    def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
+
+    def _find(self, key: ResourceKey, states: list[str]) -> dict[str, Any] | None:
+        filters = [*key_filters(key), {"Name": "instance-state-name", "Values": states}]
+        reservations = self._aws.ec2(key.scope.region).describe_instances(Filters=filters)
+        instances = [i for r in reservations["Reservations"] for i in r["Instances"]]
+        return next(iter(instances), None)
+
+    def _root_device(self, region: str, ami_id: str) -> str:
+        images = self._aws.ec2(region).describe_images(ImageIds=[ami_id])["Images"]
+        return images[0].get("RootDeviceName", "/dev/xvda") if images else "/dev/xvda"
+
+    @activity.defn
+    @aws_errors
+    def launch_instance(self, request: InstanceInput) -> Instance:
+        key = request.key
+        region = key.scope.region
+        instance = self._find(key, LIVE_INSTANCE_STATES) or self._run(request)
+        instance_id = instance["InstanceId"]
+        wait_for(
+            self._aws.ec2(region),
+            "instance_running",
+            request.waiting,
+            f"instance {instance_id} to be running",
+            InstanceIds=[instance_id],
+        )
+        return Instance(instance_id=instance_id, private_ip=instance.get("PrivateIpAddress", ""))
+
+    def _run(self, request: InstanceInput) -> dict[str, Any]:
+        key = request.key
+        region = key.scope.region
+        return self._aws.ec2(region, creates=True).run_instances(
+            ImageId=request.ami_id,
+            InstanceType=request.instance_type,
+            MinCount=1,
+            MaxCount=1,
+            ClientToken=client_token(key, activity.info().workflow_run_id),
+            NetworkInterfaces=[
+                {
+                    "DeviceIndex": 0,
+                    "SubnetId": request.subnet_id,
+                    "Groups": [request.security_group_id],
+                    "AssociatePublicIpAddress": False,
+                }
+            ],
+            MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
+            BlockDeviceMappings=[
+                {
+                    "DeviceName": self._root_device(region, request.ami_id),
+                    "Ebs": {
+                        "VolumeSize": request.root_volume_gib,
+                        "VolumeType": "gp3",
+                        "Encrypted": True,
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ],
+            UserData=render_user_data(request.app_port),
+            TagSpecifications=[
+                *tag_specifications(key, "instance", group=APP_GROUP),
+                *tag_specifications(key, "volume", group=APP_GROUP),
+            ],
+        )["Instances"][0]
+
+    @activity.defn
+    @aws_errors
+    def terminate_instance(self, request: DeleteInput) -> Deleted:
+        """Wait for `terminated`: until then its security group and subnet are still in use."""
+        key = request.key
+        ec2 = self._aws.ec2(key.scope.region)
+        instance = self._find(key, [*LIVE_INSTANCE_STATES, "shutting-down"])
+        if instance is None:
+            return Deleted(kind=Kind.INSTANCE, name=key.name)
+        instance_id = instance["InstanceId"]
+        ignore_not_found(lambda: ec2.terminate_instances(InstanceIds=[instance_id]))
+        wait_for(
+            ec2,
+            "instance_terminated",
+            request.waiting,
+            f"instance {instance_id} to terminate",
+            InstanceIds=[instance_id],
+        )
+        return Deleted(kind=Kind.INSTANCE, name=key.name, id=instance_id)

@@ -1,0 +1,141 @@
+"""AWS error classification, in one place: retry what time can fix, fail fast on what a person must fix.
+
+Temporal retries an activity on any exception unless it is an `ApplicationError(non_retryable=True)`, so
+every AWS error leaves an activity through `aws_errors`, which says which it is and how to act on it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    WaiterError,
+)
+from temporalio.exceptions import ApplicationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RETRYABLE_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "Unavailable",
+        "DependencyViolation",
+        "ResourceInUse",
+        "IncorrectState",
+        "InvalidGroup.InUse",
+        "InvalidNetworkInterface.InUse",
+    }
+)
+"""Codes that pass by themselves: throttling, AWS-side faults, and deletes whose dependants are going."""
+
+ADVICE = {
+    "UnauthorizedOperation": "grant the worker's IAM identity this action (see README, 'Permissions')",
+    "AccessDenied": "grant the worker's IAM identity this action (see README, 'Permissions')",
+    "AuthFailure": "check the AWS credentials the worker uses",
+    "AddressLimitExceeded": "release unused Elastic IPs or ask AWS for a higher quota",
+    "InstanceLimitExceeded": "ask AWS for a higher instance quota or deploy fewer instances",
+    "VcpuLimitExceeded": "ask AWS for a higher vCPU quota or deploy fewer instances",
+    "InvalidSubnet.Conflict": "choose a private subnet CIDR that no existing subnet uses",
+    "InvalidSubnet.Range": "choose a private subnet CIDR inside the VPC's range",
+    "InvalidAMIID.NotFound": "set instances.ami_id to an AMI that exists in this region",
+    "InvalidAMIID.Malformed": "set instances.ami_id to a valid AMI id",
+    "DuplicateLoadBalancerName": "choose another deployment_id: this name is taken",
+    "DuplicateTargetGroupName": "choose another deployment_id: this name is taken",
+    "TooManyLoadBalancers": "delete unused load balancers or ask AWS for a higher quota",
+    "Unsupported": "choose availability zones that offer this instance type",
+}
+
+
+class NotReadyError(Exception):
+    """A waited-on resource has not reached its state yet; retryable by design."""
+
+
+def client_error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def is_retryable(err: ClientError) -> bool:
+    code = client_error_code(err)
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
+    return code in RETRYABLE_CODES or status >= 500
+
+
+def describe(err: ClientError) -> str:
+    code = client_error_code(err)
+    message = err.response.get("Error", {}).get("Message", "")
+    operation = getattr(err, "operation_name", "the AWS call")
+    text = f"{operation} failed: {code}: {message}".rstrip(": ")
+    advice = ADVICE.get(code)
+    return f"{text}. To fix: {advice}." if advice else text
+
+
+def classify(err: Exception) -> ApplicationError:
+    """Turn an AWS-side exception into an ApplicationError that says whether to retry."""
+    if isinstance(err, ClientError):
+        return ApplicationError(
+            describe(err), type=client_error_code(err), non_retryable=not is_retryable(err)
+        )
+    if isinstance(err, NoCredentialsError | PartialCredentialsError):
+        return ApplicationError(
+            "no AWS credentials found for the worker; configure the standard AWS chain "
+            "(AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role)",
+            type="NoCredentials",
+            non_retryable=True,
+        )
+    if isinstance(err, NoRegionError):
+        return ApplicationError("no AWS region set", type="NoRegion", non_retryable=True)
+    if isinstance(err, EndpointConnectionError | ConnectionError | ReadTimeoutError):
+        return ApplicationError(f"cannot reach AWS: {err}", type="ConnectionError")
+    if isinstance(err, WaiterError):
+        return ApplicationError(f"{err}", type="WaiterFailure", non_retryable=True)
+    raise TypeError(f"not an AWS error: {err!r}")
+
+
+AWS_EXCEPTIONS = (
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    NoRegionError,
+    EndpointConnectionError,
+    ConnectionError,
+    ReadTimeoutError,
+    WaiterError,
+)
+
+
+def aws_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorate an activity so every AWS error leaves it classified."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except AWS_EXCEPTIONS as err:
+            raise classify(err) from err
+
+    return wrapper
+
+
+def ignore_not_found(call: Callable[[], object]) -> None:
+    """Deletes are idempotent: a resource that is already gone is what we wanted."""
+    try:
+        call()
+    except ClientError as err:
+        if not client_error_code(err).endswith("NotFound"):
+            raise

@@ -1,0 +1,106 @@
+"""Find every resource of a deployment by its tags, so teardown needs no workflow history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio import activity
+
+from activities.aws_clients import AwsClients
+from activities.errors import aws_errors, client_error_code
+from activities.tags import owned_by, scope_filters, tag_value
+from models.naming import RESOURCE_TAG, listener, load_balancer_name, target_group_name
+from models.resources import Inventory, Kind, Resource, Scope
+
+EC2_LOOKUPS: list[tuple[Kind, str, str, str, list[dict[str, Any]]]] = [
+    (Kind.SUBNET, "describe_subnets", "Subnets", "SubnetId", []),
+    (Kind.ELASTIC_IP, "describe_addresses", "Addresses", "AllocationId", []),
+    (
+        Kind.NAT_GATEWAY,
+        "describe_nat_gateways",
+        "NatGateways",
+        "NatGatewayId",
+        [{"Name": "state", "Values": ["pending", "available", "deleting", "failed"]}],
+    ),
+    (Kind.ROUTE_TABLE, "describe_route_tables", "RouteTables", "RouteTableId", []),
+    (Kind.SECURITY_GROUP, "describe_security_groups", "SecurityGroups", "GroupId", []),
+]
+
+
+class InventoryActivities:
+    def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
+
+    @activity.defn
+    @aws_errors
+    def discover_resources(self, scope: Scope) -> Inventory:
+        ec2 = self._aws.ec2(scope.region)
+        found: list[Resource] = []
+        for kind, operation, field, id_field, extra in EC2_LOOKUPS:
+            items = getattr(ec2, operation)(Filters=[*scope_filters(scope), *extra])[field]
+            found += [_resource(kind, item, item[id_field]) for item in items]
+        reservations = ec2.describe_instances(
+            Filters=[
+                *scope_filters(scope),
+                {
+                    "Name": "instance-state-name",
+                    "Values": ["pending", "running", "stopping", "stopped", "shutting-down"],
+                },
+            ]
+        )["Reservations"]
+        found += [_resource(Kind.INSTANCE, i, i["InstanceId"]) for r in reservations for i in r["Instances"]]
+        found += self._load_balancing(scope)
+        return Inventory(resources=found)
+
+    def _load_balancing(self, scope: Scope) -> list[Resource]:
+        elbv2 = self._aws.elbv2(scope.region)
+        found: list[Resource] = []
+        for kind, operation, field, arn_field, name in [
+            (
+                Kind.TARGET_GROUP,
+                "describe_target_groups",
+                "TargetGroups",
+                "TargetGroupArn",
+                target_group_name(scope.deployment_id),
+            ),
+            (
+                Kind.LOAD_BALANCER,
+                "describe_load_balancers",
+                "LoadBalancers",
+                "LoadBalancerArn",
+                load_balancer_name(scope.deployment_id),
+            ),
+        ]:
+            try:
+                items = getattr(elbv2, operation)(Names=[name])[field]
+            except ClientError as err:
+                if client_error_code(err).endswith("NotFound"):
+                    continue
+                raise
+            for item in items:
+                tags = elbv2.describe_tags(ResourceArns=[item[arn_field]])["TagDescriptions"]
+                tags = tags[0].get("Tags", [])
+                if owned_by(tags, scope):
+                    found.append(
+                        Resource(
+                            kind=kind,
+                            name=tag_value(tags, RESOURCE_TAG) or name,
+                            id=item[arn_field],
+                        )
+                    )
+                    if kind is Kind.LOAD_BALANCER:
+                        listeners = elbv2.describe_listeners(LoadBalancerArn=item[arn_field])
+                        found += [
+                            Resource(
+                                kind=Kind.LISTENER,
+                                name=listener(lsn["Port"]),
+                                id=lsn["ListenerArn"],
+                            )
+                            for lsn in listeners["Listeners"]
+                        ]
+        return found
+
+
+def _resource(kind: Kind, item: dict[str, Any], resource_id: str) -> Resource:
+    return Resource(kind=kind, name=tag_value(item.get("Tags"), RESOURCE_TAG) or resource_id, id=resource_id)

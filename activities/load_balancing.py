@@ -1,0 +1,252 @@
+"""Target group, Application Load Balancer, listener, target registration and health.
+
+ELBv2 resources have account-unique names, so they are found by name (derived from the deployment id)
+and then checked to carry our deployment tag: a name taken by someone else is an error, not ours to use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.aws_clients import AwsClients
+from activities.errors import aws_errors, client_error_code, ignore_not_found
+from activities.tags import owned_by, tags_for
+from activities.waits import wait_for
+from models.naming import load_balancer_name, target_group_name
+from models.resources import (
+    Deleted,
+    DeleteInput,
+    Kind,
+    ListenerInput,
+    LoadBalancer,
+    LoadBalancerInput,
+    RegisterTargetsInput,
+    Resource,
+    ResourceKey,
+    TargetGroupInput,
+    TargetsHealthyInput,
+)
+
+DEREGISTRATION_DELAY_SECONDS = "30"
+"""AWS's default of 300 s would hold every teardown for five minutes."""
+
+
+class LoadBalancingActivities:
+    def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
+
+    def _owned(self, key: ResourceKey, arn: str, name: str) -> None:
+        descriptions = self._aws.elbv2(key.scope.region).describe_tags(ResourceArns=[arn])
+        tags = descriptions["TagDescriptions"][0].get("Tags", [])
+        if not owned_by(tags, key.scope):
+            raise ApplicationError(
+                f"the name {name!r} belongs to a resource of another deployment or of someone "
+                "else in this account; choose another deployment_id",
+                type="NameTaken",
+                non_retryable=True,
+            )
+
+    # Target group
+
+    def _find_target_group(self, key: ResourceKey) -> dict[str, Any] | None:
+        name = target_group_name(key.scope.deployment_id)
+        try:
+            groups = self._aws.elbv2(key.scope.region).describe_target_groups(Names=[name])
+        except ClientError as err:
+            if client_error_code(err) == "TargetGroupNotFound":
+                return None
+            raise
+        group = groups["TargetGroups"][0]
+        self._owned(key, group["TargetGroupArn"], name)
+        return group
+
+    @activity.defn
+    @aws_errors
+    def create_target_group(self, request: TargetGroupInput) -> Resource:
+        key = request.key
+        group = (
+            self._find_target_group(key)
+            or self._aws.elbv2(key.scope.region, creates=True).create_target_group(
+                Name=target_group_name(key.scope.deployment_id),
+                Protocol="HTTP",
+                Port=request.port,
+                VpcId=request.vpc_id,
+                TargetType="instance",
+                HealthCheckProtocol="HTTP",
+                HealthCheckPath=request.health_check_path,
+                Matcher={"HttpCode": "200"},
+                Tags=tags_for(key),
+            )["TargetGroups"][0]
+        )
+        arn = group["TargetGroupArn"]
+        self._aws.elbv2(key.scope.region).modify_target_group_attributes(
+            TargetGroupArn=arn,
+            Attributes=[
+                {
+                    "Key": "deregistration_delay.timeout_seconds",
+                    "Value": DEREGISTRATION_DELAY_SECONDS,
+                }
+            ],
+        )
+        return Resource(kind=Kind.TARGET_GROUP, name=key.name, id=arn)
+
+    @activity.defn
+    @aws_errors
+    def delete_target_group(self, request: DeleteInput) -> Deleted:
+        """Refused (retryably, ResourceInUse) while a listener still forwards to it."""
+        key = request.key
+        group = self._find_target_group(key)
+        if group is None:
+            return Deleted(kind=Kind.TARGET_GROUP, name=key.name)
+        arn = group["TargetGroupArn"]
+        elbv2 = self._aws.elbv2(key.scope.region)
+        ignore_not_found(lambda: elbv2.delete_target_group(TargetGroupArn=arn))
+        return Deleted(kind=Kind.TARGET_GROUP, name=key.name, id=arn)
+
+    # Load balancer
+
+    def _find_load_balancer(self, key: ResourceKey) -> dict[str, Any] | None:
+        name = load_balancer_name(key.scope.deployment_id)
+        try:
+            balancers = self._aws.elbv2(key.scope.region).describe_load_balancers(Names=[name])
+        except ClientError as err:
+            if client_error_code(err) == "LoadBalancerNotFound":
+                return None
+            raise
+        balancer = balancers["LoadBalancers"][0]
+        self._owned(key, balancer["LoadBalancerArn"], name)
+        return balancer
+
+    @activity.defn
+    @aws_errors
+    def create_load_balancer(self, request: LoadBalancerInput) -> LoadBalancer:
+        key = request.key
+        region = key.scope.region
+        balancer = (
+            self._find_load_balancer(key)
+            or self._aws.elbv2(region, creates=True).create_load_balancer(
+                Name=load_balancer_name(key.scope.deployment_id),
+                Subnets=request.subnet_ids,
+                SecurityGroups=[request.security_group_id],
+                Scheme="internet-facing",
+                Type="application",
+                IpAddressType="ipv4",
+                Tags=tags_for(key),
+            )["LoadBalancers"][0]
+        )
+        arn = balancer["LoadBalancerArn"]
+        wait_for(
+            self._aws.elbv2(region),
+            "load_balancer_available",
+            request.waiting,
+            "the load balancer to be active",
+            LoadBalancerArns=[arn],
+        )
+        return LoadBalancer(arn=arn, dns_name=balancer["DNSName"])
+
+    @activity.defn
+    @aws_errors
+    def delete_load_balancer(self, request: DeleteInput) -> Deleted:
+        """Wait until it is gone: until then its security group and target group are in use."""
+        key = request.key
+        balancer = self._find_load_balancer(key)
+        if balancer is None:
+            return Deleted(kind=Kind.LOAD_BALANCER, name=key.name)
+        arn = balancer["LoadBalancerArn"]
+        elbv2 = self._aws.elbv2(key.scope.region)
+        ignore_not_found(lambda: elbv2.delete_load_balancer(LoadBalancerArn=arn))
+        wait_for(
+            elbv2,
+            "load_balancers_deleted",
+            request.waiting,
+            "the load balancer to be deleted",
+            LoadBalancerArns=[arn],
+        )
+        return Deleted(kind=Kind.LOAD_BALANCER, name=key.name, id=arn)
+
+    # Listener
+
+    def _find_listener(self, key: ResourceKey, port: int) -> tuple[dict | None, dict | None]:
+        balancer = self._find_load_balancer(key)
+        if balancer is None:
+            return None, None
+        listeners = self._aws.elbv2(key.scope.region).describe_listeners(
+            LoadBalancerArn=balancer["LoadBalancerArn"]
+        )["Listeners"]
+        return balancer, next((lsn for lsn in listeners if lsn["Port"] == port), None)
+
+    @activity.defn
+    @aws_errors
+    def create_listener(self, request: ListenerInput) -> Resource:
+        key = request.key
+        _, listener = self._find_listener(key, request.port)
+        if listener is None:
+            listener = self._aws.elbv2(key.scope.region, creates=True).create_listener(
+                LoadBalancerArn=request.load_balancer_arn,
+                Protocol="HTTP",
+                Port=request.port,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": request.target_group_arn}],
+                Tags=tags_for(key),
+            )["Listeners"][0]
+        return Resource(kind=Kind.LISTENER, name=key.name, id=listener["ListenerArn"])
+
+    @activity.defn
+    @aws_errors
+    def delete_listener(self, request: DeleteInput) -> Deleted:
+        key = request.key
+        port = int(key.name.rsplit("-", 1)[-1])
+        _, listener = self._find_listener(key, port)
+        if listener is None:
+            return Deleted(kind=Kind.LISTENER, name=key.name)
+        arn = listener["ListenerArn"]
+        elbv2 = self._aws.elbv2(key.scope.region)
+        ignore_not_found(lambda: elbv2.delete_listener(ListenerArn=arn))
+        return Deleted(kind=Kind.LISTENER, name=key.name, id=arn)
+
+    # Targets
+
+    @activity.defn
+    @aws_errors
+    def register_targets(self, request: RegisterTargetsInput) -> Resource:
+        """RegisterTargets is idempotent in AWS itself: registering twice leaves one target."""
+        self._aws.elbv2(request.key.scope.region, creates=True).register_targets(
+            TargetGroupArn=request.target_group_arn,
+            Targets=[{"Id": i, "Port": request.port} for i in request.instance_ids],
+        )
+        return Resource(
+            kind=Kind.TARGET_REGISTRATION,
+            name=request.key.name,
+            id=",".join(request.instance_ids),
+        )
+
+    @activity.defn
+    @aws_errors
+    def deregister_targets(self, request: DeleteInput) -> Deleted:
+        key = request.key
+        group = self._find_target_group(key)
+        if group is None:
+            return Deleted(kind=Kind.TARGET_REGISTRATION, name=key.name)
+        elbv2 = self._aws.elbv2(key.scope.region)
+        arn = group["TargetGroupArn"]
+        health = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+        targets = [d["Target"] for d in health]
+        if targets:
+            ignore_not_found(lambda: elbv2.deregister_targets(TargetGroupArn=arn, Targets=targets))
+        ids = ",".join(t["Id"] for t in targets) or None
+        return Deleted(kind=Kind.TARGET_REGISTRATION, name=key.name, id=ids)
+
+    @activity.defn
+    @aws_errors
+    def wait_targets_healthy(self, request: TargetsHealthyInput) -> None:
+        wait_for(
+            self._aws.elbv2(request.key.scope.region),
+            "target_in_service",
+            request.waiting,
+            "every target to pass its health check",
+            TargetGroupArn=request.target_group_arn,
+            Targets=[{"Id": i} for i in request.instance_ids],
+        )

@@ -1,0 +1,201 @@
+"""Read-only checks of the account against the spec, before anything is created.
+
+Every problem found becomes one line with its fix, and all of them are reported at once: a user who
+fixes one problem should not discover the next one only on the following run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.aws_clients import AwsClients
+from activities.errors import aws_errors
+from activities.tags import owned_by, tag_value
+from models.naming import RESOURCE_TAG, private_subnet
+from models.resources import PreflightInput, PreflightResult, Scope
+from models.spec import DeploymentSpec, NatMode
+
+
+class PreflightActivities:
+    def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
+
+    @activity.defn
+    @aws_errors
+    def preflight(self, request: PreflightInput) -> PreflightResult:
+        spec = request.spec
+        ec2 = self._aws.ec2(spec.region)
+        problems: list[str] = []
+        vpc = self._vpc(ec2, spec)
+        vpc_cidrs = [
+            ipaddress.IPv4Network(block["CidrBlock"])
+            for block in vpc.get("CidrBlockAssociationSet", [{"CidrBlock": vpc["CidrBlock"]}])
+        ]
+        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])
+        subnets = subnets["Subnets"]
+        scope = Scope(deployment_id=spec.deployment_id, region=spec.region)
+
+        zones = {
+            zone["ZoneName"]
+            for zone in ec2.describe_availability_zones()["AvailabilityZones"]
+            if zone.get("State", "available") == "available"
+        }
+        for az in spec.availability_zones:
+            if az not in zones:
+                problems.append(
+                    f"availability zone {az} does not exist in {spec.region} "
+                    f"(available: {', '.join(sorted(zones))}); change private_subnets"
+                )
+        problems += _cidr_problems(spec, vpc["VpcId"], vpc_cidrs, subnets, scope)
+        public = _public_subnets(spec, subnets, scope)
+        for az in spec.availability_zones:
+            if az not in public:
+                problems.append(
+                    f"no public subnet in {az} of {vpc['VpcId']} for the load balancer and NAT "
+                    "gateway; create one (MapPublicIpOnLaunch, route to an internet gateway)"
+                )
+        ami_id = self._ami(spec, problems)
+        problems += self._instance_type_problems(spec)
+        problems += self._address_quota_problems(spec, scope)
+        if problems:
+            raise ApplicationError(
+                "preflight found problems, nothing was created:\n- " + "\n- ".join(problems),
+                type="PreflightFailed",
+                non_retryable=True,
+            )
+        return PreflightResult(
+            vpc_id=vpc["VpcId"],
+            vpc_cidr=str(vpc_cidrs[0]),
+            public_subnet_ids=public,
+            ami_id=ami_id,
+        )
+
+    def _vpc(self, ec2: Any, spec: DeploymentSpec) -> dict[str, Any]:
+        if spec.vpc_id:
+            try:
+                vpcs = ec2.describe_vpcs(VpcIds=[spec.vpc_id])["Vpcs"]
+            except ClientError as err:
+                if "NotFound" not in str(err):
+                    raise
+                vpcs = []
+            if not vpcs:
+                raise ApplicationError(
+                    f"VPC {spec.vpc_id} does not exist in {spec.region}; fix vpc_id",
+                    type="PreflightFailed",
+                    non_retryable=True,
+                )
+            return vpcs[0]
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            raise ApplicationError(
+                f"{spec.region} has no default VPC; set vpc_id, or create one with "
+                "'aws ec2 create-default-vpc'",
+                type="PreflightFailed",
+                non_retryable=True,
+            )
+        return vpcs[0]
+
+    def _ami(self, spec: DeploymentSpec, problems: list[str]) -> str:
+        ami_id = spec.instances.ami_id
+        if ami_id is None:
+            try:
+                parameter = self._aws.ssm(spec.region).get_parameter(Name=spec.instances.ami_parameter)
+                ami_id = parameter["Parameter"]["Value"]
+            except ClientError as err:
+                problems.append(
+                    f"cannot resolve the AMI from SSM parameter {spec.instances.ami_parameter} "
+                    f"({err.response['Error'].get('Code')}); set instances.ami_id"
+                )
+                return ""
+        try:
+            images = self._aws.ec2(spec.region).describe_images(ImageIds=[ami_id])["Images"]
+        except ClientError:
+            images = []
+        if not images:
+            problems.append(f"AMI {ami_id} does not exist in {spec.region}; fix instances.ami_id")
+        return ami_id
+
+    def _instance_type_problems(self, spec: DeploymentSpec) -> list[str]:
+        offerings = self._aws.ec2(spec.region).describe_instance_type_offerings(
+            LocationType="availability-zone",
+            Filters=[{"Name": "instance-type", "Values": [spec.instances.instance_type]}],
+        )["InstanceTypeOfferings"]
+        offered = {offering["Location"] for offering in offerings}
+        return [
+            f"instance type {spec.instances.instance_type} is not offered in {az}; choose "
+            "another instances.instance_type or another AZ"
+            for az in spec.availability_zones
+            if az not in offered
+        ]
+
+    def _address_quota_problems(self, spec: DeploymentSpec, scope: Scope) -> list[str]:
+        ec2 = self._aws.ec2(spec.region)
+        attributes = ec2.describe_account_attributes(AttributeNames=["vpc-max-elastic-ips"])
+        limit = next(
+            (
+                int(a["AttributeValues"][0]["AttributeValue"])
+                for a in attributes["AccountAttributes"]
+                if a["AttributeName"] == "vpc-max-elastic-ips"
+            ),
+            None,
+        )
+        if limit is None:
+            return []
+        addresses = ec2.describe_addresses()["Addresses"]
+        ours = sum(1 for a in addresses if owned_by(a.get("Tags"), scope))
+        needed = (1 if spec.nat_mode is NatMode.SINGLE else len(spec.availability_zones)) - ours
+        free = limit - len(addresses)
+        if needed > free:
+            return [
+                f"the Elastic IP quota ({limit}) leaves {free} free but {needed} are needed; "
+                "release unused addresses or request a higher quota"
+            ]
+        return []
+
+
+def _cidr_problems(
+    spec: DeploymentSpec,
+    vpc_id: str,
+    vpc_cidrs: list[ipaddress.IPv4Network],
+    subnets: list[dict[str, Any]],
+    scope: Scope,
+) -> list[str]:
+    problems = []
+    for wanted in spec.private_subnets:
+        if not any(wanted.cidr.subnet_of(cidr) for cidr in vpc_cidrs):
+            problems.append(
+                f"private subnet {wanted.cidr} is outside {vpc_id} "
+                f"({', '.join(map(str, vpc_cidrs))}); choose a range inside it"
+            )
+        ours = private_subnet(wanted.availability_zone)
+        for existing in subnets:
+            if owned_by(existing.get("Tags"), scope) and _resource(existing) == ours:
+                continue
+            if wanted.cidr.overlaps(ipaddress.IPv4Network(existing["CidrBlock"])):
+                problems.append(
+                    f"private subnet {wanted.cidr} overlaps existing subnet "
+                    f"{existing['SubnetId']} ({existing['CidrBlock']}); choose a free range"
+                )
+    return problems
+
+
+def _resource(subnet: dict[str, Any]) -> str | None:
+    return tag_value(subnet.get("Tags"), RESOURCE_TAG)
+
+
+def _public_subnets(spec: DeploymentSpec, subnets: list[dict[str, Any]], scope: Scope) -> dict[str, str]:
+    """The default subnet of each AZ, else one that gives instances public IPs."""
+    public: dict[str, str] = {}
+    candidates = [s for s in subnets if not owned_by(s.get("Tags"), scope)]
+    candidates.sort(key=lambda s: (not s.get("DefaultForAz"), s["SubnetId"]))
+    for subnet in candidates:
+        az = subnet["AvailabilityZone"]
+        is_public = subnet.get("DefaultForAz") or subnet.get("MapPublicIpOnLaunch")
+        if is_public and az in spec.availability_zones and az not in public:
+            public[az] = subnet["SubnetId"]
+    return public

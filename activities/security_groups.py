@@ -1,0 +1,100 @@
+"""Security groups: the ALB's (open to the world on the listener port) and the app's (ALB only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio import activity
+
+from activities.aws_clients import AwsClients
+from activities.errors import aws_errors, client_error_code, ignore_not_found
+from activities.tags import key_filters, tag_specifications
+from models.naming import display_name
+from models.resources import (
+    Deleted,
+    DeleteInput,
+    IngressRule,
+    Kind,
+    Resource,
+    ResourceKey,
+    SecurityGroupInput,
+)
+
+
+class SecurityGroupActivities:
+    def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
+
+    def _find(self, key: ResourceKey) -> dict[str, Any] | None:
+        groups = self._aws.ec2(key.scope.region).describe_security_groups(Filters=key_filters(key))
+        return next(iter(groups["SecurityGroups"]), None)
+
+    @activity.defn
+    @aws_errors
+    def create_security_group(self, request: SecurityGroupInput) -> Resource:
+        key = request.key
+        create = self._aws.ec2(key.scope.region, creates=True)
+        group = self._find(key)
+        if group is None:
+            group_id = create.create_security_group(
+                GroupName=display_name(key.scope.deployment_id, key.name),
+                Description=request.description,
+                VpcId=request.vpc_id,
+                TagSpecifications=tag_specifications(key, "security-group"),
+            )["GroupId"]
+            permissions: list[dict[str, Any]] = []
+        else:
+            group_id = group["GroupId"]
+            permissions = group.get("IpPermissions", [])
+        for rule in request.ingress:
+            if not _has_rule(permissions, rule):
+                _authorize(create, group_id, rule, key)
+        return Resource(kind=Kind.SECURITY_GROUP, name=key.name, id=group_id)
+
+    @activity.defn
+    @aws_errors
+    def delete_security_group(self, request: DeleteInput) -> Deleted:
+        """Refused (retryably) while an instance, a load balancer or another group's rule uses it."""
+        key = request.key
+        group = self._find(key)
+        if group is None:
+            return Deleted(kind=Kind.SECURITY_GROUP, name=key.name)
+        ec2 = self._aws.ec2(key.scope.region)
+        ignore_not_found(lambda: ec2.delete_security_group(GroupId=group["GroupId"]))
+        return Deleted(kind=Kind.SECURITY_GROUP, name=key.name, id=group["GroupId"])
+
+
+def _permission(rule: IngressRule) -> dict[str, Any]:
+    permission: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port}
+    if rule.cidr:
+        permission["IpRanges"] = [{"CidrIp": rule.cidr, "Description": rule.description}]
+    if rule.source_security_group_id:
+        permission["UserIdGroupPairs"] = [
+            {"GroupId": rule.source_security_group_id, "Description": rule.description}
+        ]
+    return permission
+
+
+def _has_rule(permissions: list[dict[str, Any]], rule: IngressRule) -> bool:
+    for permission in permissions:
+        if permission.get("IpProtocol") != "tcp" or permission.get("FromPort") != rule.port:
+            continue
+        cidrs = {r.get("CidrIp") for r in permission.get("IpRanges", [])}
+        groups = {p.get("GroupId") for p in permission.get("UserIdGroupPairs", [])}
+        if rule.cidr in cidrs or rule.source_security_group_id in groups:
+            return True
+    return False
+
+
+def _authorize(ec2: Any, group_id: str, rule: IngressRule, key: ResourceKey) -> None:
+    try:
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[_permission(rule)],
+            TagSpecifications=tag_specifications(key, "security-group-rule"),
+        )
+    except ClientError as err:
+        # A retry after a lost reply: the rule is there, which is what we wanted.
+        if client_error_code(err) != "InvalidPermission.Duplicate":
+            raise

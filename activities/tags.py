@@ -1,0 +1,51 @@
+"""Tags are how a resource is found again after a crash, a lost reply or a lost history."""
+
+from __future__ import annotations
+
+from models.naming import DEPLOYMENT_TAG, GROUP_TAG, RESOURCE_TAG, display_name
+from models.resources import ResourceKey, Scope
+
+
+def tags_for(key: ResourceKey, group: str | None = None) -> list[dict[str, str]]:
+    tags = {
+        **key.scope.tags,
+        DEPLOYMENT_TAG: key.scope.deployment_id,
+        RESOURCE_TAG: key.name,
+        "Name": display_name(key.scope.deployment_id, key.name),
+    }
+    if group:
+        tags[GROUP_TAG] = group
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def tag_specifications(key: ResourceKey, resource_type: str, group: str | None = None) -> list:
+    """EC2 tags applied in the create call itself: never a window with an untagged resource."""
+    return [{"ResourceType": resource_type, "Tags": tags_for(key, group)}]
+
+
+def key_filters(key: ResourceKey) -> list[dict]:
+    return [
+        {"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [key.scope.deployment_id]},
+        {"Name": f"tag:{RESOURCE_TAG}", "Values": [key.name]},
+    ]
+
+
+def scope_filters(scope: Scope) -> list[dict]:
+    return [{"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [scope.deployment_id]}]
+
+
+def tag_value(tags: list[dict[str, str]] | None, key: str) -> str | None:
+    return next((tag["Value"] for tag in tags or [] if tag["Key"] == key), None)
+
+
+def owned_by(tags: list[dict[str, str]] | None, scope: Scope) -> bool:
+    return tag_value(tags, DEPLOYMENT_TAG) == scope.deployment_id
+
+
+def client_token(key: ResourceKey, run_id: str) -> str:
+    """A ClientToken stable across retries of one run, and new for the next run.
+
+    AWS remembers tokens even for deleted resources: a token reused after a rollback would hand back
+    the terminated instance, so the workflow run id is part of it.
+    """
+    return f"{run_id}:{key.name}"[:64]

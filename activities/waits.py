@@ -1,0 +1,61 @@
+"""Polling inside an activity, with a heartbeat per poll.
+
+The heartbeat lets Temporal notice a dead worker within the heartbeat timeout and hand the wait to
+another worker; the pause between polls doubles as the point where a cancellation is noticed.
+The acceptors (which states mean done, which mean failed) are botocore's own waiter definitions,
+asked one attempt at a time so that heartbeats can go out in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import WaiterError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.resources import Waiting
+
+
+def pause(waiting: Waiting, detail: str) -> None:
+    """Heartbeat, then wait one poll interval unless the activity is cancelled meanwhile."""
+    activity.heartbeat(detail)
+    if activity.wait_for_cancelled_sync(timeout=waiting.poll_interval_seconds):
+        raise asyncio.CancelledError(f"cancelled while {detail}")
+
+
+def poll_until(
+    check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool = False
+) -> None:
+    """Call `check` until it returns True or the timeout passes."""
+    deadline = time.monotonic() + waiting.timeout_seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise ApplicationError(
+                f"timed out after {waiting.timeout_seconds:g} s waiting for {what}",
+                type="WaitTimeout",
+                non_retryable=not retryable_timeout,
+            )
+        pause(waiting, f"waiting for {what}")
+
+
+def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **params: Any) -> None:
+    """Run a botocore waiter one attempt at a time, heartbeating between attempts."""
+    waiter = client.get_waiter(waiter_name)
+
+    def reached() -> bool:
+        try:
+            waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
+        except WaiterError as err:
+            if "Max attempts exceeded" in str(err):
+                return False
+            terminal = "terminal failure state" in str(err)
+            raise ApplicationError(
+                f"{what} failed: {err}", type="WaiterFailure", non_retryable=terminal
+            ) from err
+        return True
+
+    poll_until(reached, waiting, what)

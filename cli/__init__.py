@@ -1,0 +1,1 @@
+"""Command-line plumbing shared by `worker.py` and `starter.py`."""

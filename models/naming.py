@@ -1,0 +1,60 @@
+"""One logical name per resource: the key of find-or-create, shared by deploy, rollback and teardown.
+
+Workflow and activities both import this module, so it must stay free of I/O.
+"""
+
+from __future__ import annotations
+
+PROJECT = "scaleout"
+DEPLOYMENT_TAG = f"{PROJECT}:deployment"
+RESOURCE_TAG = f"{PROJECT}:resource"
+GROUP_TAG = f"{PROJECT}:group"
+
+ALB_SUFFIX = "-alb"
+TARGET_GROUP_SUFFIX = "-tg"
+ELB_NAME_LIMIT = 32
+MAX_DEPLOYMENT_ID_LENGTH = ELB_NAME_LIMIT - max(len(ALB_SUFFIX), len(TARGET_GROUP_SUFFIX))
+
+ALB_SECURITY_GROUP = "sg-alb"
+APP_SECURITY_GROUP = "sg-app"
+TARGET_GROUP = "tg-app"
+LOAD_BALANCER = "alb"
+APP_GROUP = "app"
+
+
+def private_subnet(availability_zone: str) -> str:
+    return f"subnet-private-{availability_zone}"
+
+
+def elastic_ip(availability_zone: str) -> str:
+    return f"eip-nat-{availability_zone}"
+
+
+def nat_gateway(availability_zone: str) -> str:
+    return f"nat-{availability_zone}"
+
+
+def route_table(availability_zone: str | None) -> str:
+    """`None` is the single table shared by every private subnet (NAT mode `single`)."""
+    return "rt-private" if availability_zone is None else f"rt-private-{availability_zone}"
+
+
+def instance(index: int) -> str:
+    return f"{APP_GROUP}-{index}"
+
+
+def listener(port: int) -> str:
+    return f"listener-{port}"
+
+
+def load_balancer_name(deployment_id: str) -> str:
+    return f"{deployment_id}{ALB_SUFFIX}"
+
+
+def target_group_name(deployment_id: str) -> str:
+    return f"{deployment_id}{TARGET_GROUP_SUFFIX}"
+
+
+def display_name(deployment_id: str, resource: str) -> str:
+    """The `Name` tag shown in the AWS console."""
+    return f"{deployment_id}-{resource}"

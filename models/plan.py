@@ -1,0 +1,119 @@
+"""The steps a spec turns into, in a stable order: the progress table, the UI and `status` use it.
+
+Each step's key is the logical name of the resource it creates, so a step, its resource, its tag and
+its compensation share one name.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from models import naming
+from models.resources import Kind
+from models.spec import DeploymentSpec, NatMode
+
+PREFLIGHT = "preflight"
+TARGETS = "targets"
+HEALTHY = "healthy"
+
+
+class PlannedStep(BaseModel):
+    key: str
+    summary: str
+    kind: Kind | None = None
+
+
+def nat_zones(spec: DeploymentSpec) -> list[str]:
+    """AZs that get a NAT gateway: the first only (`single`) or each (`per_az`)."""
+    zones = spec.availability_zones
+    return zones[:1] if spec.nat_mode is NatMode.SINGLE else zones
+
+
+def route_table_zones(spec: DeploymentSpec) -> list[str | None]:
+    """`None` stands for the one table that every private subnet shares in `single` mode."""
+    return [None] if spec.nat_mode is NatMode.SINGLE else list(spec.availability_zones)
+
+
+def instance_zones(spec: DeploymentSpec) -> list[str]:
+    """Instances spread round-robin over the AZs, as the tutorial puts one in each."""
+    zones = spec.availability_zones
+    return [zones[i % len(zones)] for i in range(spec.instances.count)]
+
+
+def plan(spec: DeploymentSpec) -> list[PlannedStep]:
+    steps = [PlannedStep(key=PREFLIGHT, summary="Check the account against the spec")]
+    for subnet in spec.private_subnets:
+        steps.append(
+            PlannedStep(
+                key=naming.private_subnet(subnet.availability_zone),
+                summary=f"Private subnet {subnet.cidr} in {subnet.availability_zone}",
+                kind=Kind.SUBNET,
+            )
+        )
+    for az in nat_zones(spec):
+        steps += [
+            PlannedStep(
+                key=naming.elastic_ip(az),
+                summary=f"Elastic IP for the NAT in {az}",
+                kind=Kind.ELASTIC_IP,
+            ),
+            PlannedStep(
+                key=naming.nat_gateway(az),
+                summary=f"NAT gateway in {az}, until available",
+                kind=Kind.NAT_GATEWAY,
+            ),
+        ]
+    for az in route_table_zones(spec):
+        where = "every private subnet" if az is None else f"the private subnet in {az}"
+        steps.append(
+            PlannedStep(
+                key=naming.route_table(az),
+                summary=f"Route table 0.0.0.0/0 -> NAT for {where}",
+                kind=Kind.ROUTE_TABLE,
+            )
+        )
+    steps += [
+        PlannedStep(
+            key=naming.ALB_SECURITY_GROUP,
+            summary=f"Security group of the ALB: port {spec.load_balancer.listener_port} open",
+            kind=Kind.SECURITY_GROUP,
+        ),
+        PlannedStep(
+            key=naming.APP_SECURITY_GROUP,
+            summary=f"Security group of the app: port {spec.app.port} from the ALB only",
+            kind=Kind.SECURITY_GROUP,
+        ),
+        PlannedStep(
+            key=naming.TARGET_GROUP,
+            summary=f"Target group HTTP {spec.app.port}, health check {spec.app.health_check_path}",
+            kind=Kind.TARGET_GROUP,
+        ),
+        PlannedStep(
+            key=naming.LOAD_BALANCER,
+            summary="Internet-facing Application Load Balancer, until active",
+            kind=Kind.LOAD_BALANCER,
+        ),
+    ]
+    for index, az in enumerate(instance_zones(spec)):
+        steps.append(
+            PlannedStep(
+                key=naming.instance(index),
+                summary=f"{spec.instances.instance_type} instance in {az}, until running",
+                kind=Kind.INSTANCE,
+            )
+        )
+    steps += [
+        PlannedStep(
+            key=TARGETS,
+            summary="Register the instances with the target group",
+            kind=Kind.TARGET_REGISTRATION,
+        ),
+        PlannedStep(
+            key=naming.listener(spec.load_balancer.listener_port),
+            summary=f"Listener on port {spec.load_balancer.listener_port} -> target group",
+            kind=Kind.LISTENER,
+        ),
+    ]
+    if spec.wait_for_healthy_targets:
+        steps.append(PlannedStep(key=HEALTHY, summary="Wait until every target is healthy"))
+    return steps

@@ -1,0 +1,215 @@
+"""Typed inputs and results of the activities: one model in, one model out, per activity."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.spec import DeploymentSpec, TimingSpec
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Scope(Frozen):
+    """Who owns a resource: every lookup and every tag starts here."""
+
+    deployment_id: str
+    region: str
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ResourceKey(Frozen):
+    """A resource by its logical name; enough to find it again by tags after any crash."""
+
+    scope: Scope
+    name: str
+
+
+class Waiting(Frozen):
+    poll_interval_seconds: float
+    timeout_seconds: float
+
+
+class Kind(StrEnum):
+    SUBNET = "subnet"
+    ELASTIC_IP = "elastic_ip"
+    NAT_GATEWAY = "nat_gateway"
+    ROUTE_TABLE = "route_table"
+    SECURITY_GROUP = "security_group"
+    TARGET_GROUP = "target_group"
+    LOAD_BALANCER = "load_balancer"
+    LISTENER = "listener"
+    INSTANCE = "instance"
+    TARGET_REGISTRATION = "target_registration"
+
+
+class Resource(Frozen):
+    """A resource that exists in AWS."""
+
+    kind: Kind
+    name: str
+    id: str
+
+
+class PreflightInput(Frozen):
+    spec: DeploymentSpec
+
+
+class PreflightResult(Frozen):
+    vpc_id: str
+    vpc_cidr: str
+    public_subnet_ids: dict[str, str] = Field(description="Public subnet per AZ, for NAT and ALB.")
+    ami_id: str
+
+
+class SubnetInput(Frozen):
+    key: ResourceKey
+    vpc_id: str
+    cidr: str
+    availability_zone: str
+
+
+class ElasticIp(Frozen):
+    allocation_id: str
+    public_ip: str
+
+
+class NatGatewayInput(Frozen):
+    key: ResourceKey
+    subnet_id: str
+    allocation_id: str
+    waiting: Waiting
+
+
+class RouteTableInput(Frozen):
+    key: ResourceKey
+    vpc_id: str
+    nat_gateway_id: str
+    subnet_ids: list[str]
+
+
+class IngressRule(Frozen):
+    port: int
+    cidr: str | None = None
+    source_security_group_id: str | None = None
+    description: str
+
+
+class SecurityGroupInput(Frozen):
+    key: ResourceKey
+    vpc_id: str
+    description: str
+    ingress: list[IngressRule]
+
+
+class TargetGroupInput(Frozen):
+    key: ResourceKey
+    vpc_id: str
+    port: int
+    health_check_path: str
+
+
+class LoadBalancerInput(Frozen):
+    key: ResourceKey
+    subnet_ids: list[str]
+    security_group_id: str
+    waiting: Waiting
+
+
+class LoadBalancer(Frozen):
+    arn: str
+    dns_name: str
+
+
+class InstanceInput(Frozen):
+    key: ResourceKey
+    subnet_id: str
+    security_group_id: str
+    ami_id: str
+    instance_type: str
+    root_volume_gib: int
+    app_port: int
+    waiting: Waiting
+
+
+class Instance(Frozen):
+    instance_id: str
+    private_ip: str
+
+
+class RegisterTargetsInput(Frozen):
+    key: ResourceKey
+    target_group_arn: str
+    instance_ids: list[str]
+    port: int
+
+
+class ListenerInput(Frozen):
+    key: ResourceKey
+    load_balancer_arn: str
+    target_group_arn: str
+    port: int
+
+
+class TargetsHealthyInput(Frozen):
+    key: ResourceKey
+    target_group_arn: str
+    instance_ids: list[str]
+    waiting: Waiting
+
+
+class DeleteInput(Frozen):
+    """Delete one resource found by its logical name, and wait until AWS has let it go."""
+
+    key: ResourceKey
+    waiting: Waiting
+
+
+class Deleted(Frozen):
+    """What a delete removed; `id` is None when there was nothing to remove."""
+
+    kind: Kind
+    name: str
+    id: str | None = None
+
+
+class Inventory(Frozen):
+    """Every resource tagged with a deployment id, as teardown finds it."""
+
+    resources: list[Resource]
+
+
+class DeploymentOutputs(Frozen):
+    """What a finished deployment hands its user: the address and every resource id."""
+
+    deployment_id: str
+    region: str
+    alb_dns_name: str
+    url: str
+    vpc_id: str
+    ami_id: str
+    private_subnet_ids: dict[str, str]
+    public_subnet_ids: dict[str, str]
+    elastic_ip_allocation_ids: dict[str, str]
+    nat_gateway_ids: dict[str, str]
+    route_table_ids: dict[str, str]
+    alb_security_group_id: str
+    app_security_group_id: str
+    target_group_arn: str
+    load_balancer_arn: str
+    listener_arn: str
+    instance_ids: dict[str, str]
+    resources: list[Resource]
+
+
+class TeardownInput(Frozen):
+    scope: Scope
+    timing: TimingSpec = Field(default_factory=TimingSpec)
+
+
+class TeardownResult(Frozen):
+    deployment_id: str
+    deleted: list[Deleted]

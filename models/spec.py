@@ -1,0 +1,208 @@
+"""The deployment spec: the tutorial's choices as defaults, every field validated before anything is created.
+
+Everything a user can get wrong is caught here with a message that names the field and the fix; what
+can only be checked against the account (the VPC's real CIDR, existing subnets, AMI) is checked by the
+preflight activity, still before anything is created.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.naming import MAX_DEPLOYMENT_ID_LENGTH
+
+DEFAULT_VPC_CIDR = ipaddress.IPv4Network("172.31.0.0/16")
+"""AWS creates every default VPC with this CIDR, so a spec without `vpc_id` can be checked offline."""
+
+DEPLOYMENT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+AZ_PATTERN = re.compile(r"^(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)[a-z]$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
+AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are typos, not extensions: reject them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NatMode(StrEnum):
+    SINGLE = "single"
+    """One NAT gateway in the first AZ for every private subnet (the tutorial; cheapest)."""
+    PER_AZ = "per_az"
+    """One NAT gateway and route table per AZ (survives an AZ outage)."""
+
+
+class PrivateSubnetSpec(Strict):
+    cidr: ipaddress.IPv4Network = Field(description="CIDR of the private subnet, inside the VPC.")
+    availability_zone: str = Field(description="AZ of the subnet, e.g. ap-northeast-2a.")
+
+    @field_validator("cidr", mode="before")
+    @classmethod
+    def _strict_cidr(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                ipaddress.IPv4Network(value, strict=True)
+            except ValueError as err:
+                raise ValueError(
+                    f"{value!r} is not an IPv4 network in CIDR form (e.g. 172.31.112.0/20): {err}"
+                ) from None
+        return value
+
+    @field_validator("availability_zone")
+    @classmethod
+    def _az_shape(cls, value: str) -> str:
+        if not AZ_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not an availability zone name (e.g. ap-northeast-2a)")
+        return value
+
+
+class InstancesSpec(Strict):
+    count: int = Field(2, ge=1, le=20, description="Instances, spread round-robin over the AZs.")
+    instance_type: str = Field("t2.micro", min_length=1, description="EC2 instance type.")
+    ami_id: str | None = Field(
+        None,
+        pattern=r"^ami-[0-9a-f]{8,17}$",
+        description="AMI to launch; default: the latest Amazon Linux 2023 from `ami_parameter`.",
+    )
+    ami_parameter: str = Field(
+        AL2023_PARAMETER,
+        description="Public SSM parameter that names the AMI when `ami_id` is unset.",
+    )
+    root_volume_gib: int = Field(8, ge=8, le=1024, description="Encrypted gp3 root volume size.")
+
+
+class AppSpec(Strict):
+    port: Port = Field(3000, description="Port the Node.js API listens on.")
+    health_check_path: str = Field(
+        "/", pattern=r"^/[\x21-\x7e]*$", description="Path the target group checks."
+    )
+
+
+class LoadBalancerSpec(Strict):
+    listener_port: Port = Field(80, description="Port of the ALB's HTTP listener.")
+    allowed_cidr: ipaddress.IPv4Network = Field(
+        ipaddress.IPv4Network("0.0.0.0/0"), description="Who may reach the ALB."
+    )
+
+
+class TimingSpec(Strict):
+    """Poll intervals and limits: seconds on AWS, milliseconds on moto."""
+
+    poll_interval_seconds: PositiveSeconds = Field(5.0, description="Between describe polls.")
+    nat_gateway_timeout_seconds: PositiveSeconds = Field(600.0)
+    load_balancer_timeout_seconds: PositiveSeconds = Field(600.0)
+    instance_timeout_seconds: PositiveSeconds = Field(600.0)
+    targets_healthy_timeout_seconds: PositiveSeconds = Field(900.0)
+    delete_timeout_seconds: PositiveSeconds = Field(900.0)
+    heartbeat_timeout_seconds: PositiveSeconds = Field(
+        30.0, description="A crashed worker is noticed within this time."
+    )
+    retry_initial_interval_seconds: PositiveSeconds = Field(1.0)
+    retry_maximum_interval_seconds: PositiveSeconds = Field(30.0)
+    retry_maximum_attempts: int = Field(10, ge=1, description="Attempts per step for retryable AWS errors.")
+
+
+class DeploymentSpec(Strict):
+    """What to deploy. Defaults reproduce the tutorial in ap-northeast-2."""
+
+    deployment_id: str = Field(
+        "scaleout-demo",
+        description="Names and tags every resource; lowercase letters, digits and hyphens.",
+    )
+    region: str = Field("ap-northeast-2", description="AWS region.")
+    vpc_id: str | None = Field(
+        None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="VPC to use; default: the default VPC."
+    )
+    private_subnets: list[PrivateSubnetSpec] = Field(
+        default_factory=lambda: [
+            PrivateSubnetSpec(cidr="172.31.112.0/20", availability_zone="ap-northeast-2a"),
+            PrivateSubnetSpec(cidr="172.31.144.0/20", availability_zone="ap-northeast-2c"),
+        ],
+        description="One private subnet per AZ; the ALB spans the same AZs.",
+    )
+    nat_mode: NatMode = Field(NatMode.SINGLE, description="`single` or `per_az`.")
+    instances: InstancesSpec = Field(default_factory=InstancesSpec)
+    app: AppSpec = Field(default_factory=AppSpec)
+    load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
+    wait_for_healthy_targets: bool = Field(
+        True, description="Finish only when every target passes its health check."
+    )
+    timing: TimingSpec = Field(default_factory=TimingSpec)
+    tags: dict[str, str] = Field(default_factory=dict, description="Added to every resource.")
+
+    @field_validator("deployment_id")
+    @classmethod
+    def _deployment_id(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty; use e.g. 'web-prod'")
+        if len(value) > MAX_DEPLOYMENT_ID_LENGTH:
+            raise ValueError(
+                f"{value!r} has {len(value)} characters; at most {MAX_DEPLOYMENT_ID_LENGTH} fit "
+                "in ALB and target group names (32 characters with the '-alb'/'-tg' suffix)"
+            )
+        if not DEPLOYMENT_ID_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} may hold only lowercase letters, digits and inner hyphens "
+                "(AWS load balancer names refuse anything else)"
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not REGION_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a region name (e.g. ap-northeast-2)")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.lower().startswith("aws:") or key.startswith("scaleout:") or key == "Name":
+                raise ValueError(f"tag key {key!r} is reserved; choose another key")
+        return value
+
+    @model_validator(mode="after")
+    def _subnets(self) -> DeploymentSpec:
+        subnets = self.private_subnets
+        zones = [subnet.availability_zone for subnet in subnets]
+        if len(set(zones)) < 2:
+            raise ValueError(
+                "private_subnets must name at least 2 different availability zones: an "
+                "Application Load Balancer needs subnets in 2 AZs"
+            )
+        if len(zones) != len(set(zones)):
+            duplicated = sorted({zone for zone in zones if zones.count(zone) > 1})
+            raise ValueError(f"private_subnets: one subnet per AZ; {duplicated} appear twice")
+        for zone in zones:
+            match = AZ_PATTERN.match(zone)
+            if match and match["region"] != self.region:
+                raise ValueError(f"availability zone {zone!r} is not in region {self.region!r}")
+        for i, first in enumerate(subnets):
+            for second in subnets[i + 1 :]:
+                if first.cidr.overlaps(second.cidr):
+                    raise ValueError(
+                        f"private subnet CIDRs {first.cidr} and {second.cidr} overlap; "
+                        "give each subnet its own range"
+                    )
+        if self.vpc_id is None:
+            for subnet in subnets:
+                if not subnet.cidr.subnet_of(DEFAULT_VPC_CIDR):
+                    raise ValueError(
+                        f"private subnet {subnet.cidr} is outside the default VPC's "
+                        f"{DEFAULT_VPC_CIDR}; pick a range inside it (e.g. 172.31.112.0/20)"
+                    )
+        return self
+
+    @property
+    def availability_zones(self) -> list[str]:
+        return [subnet.availability_zone for subnet in self.private_subnets]

@@ -1,0 +1,101 @@
+"""Real servers for the whole session: a moto server as AWS, a Temporal dev server as Temporal.
+
+Each test gets an empty AWS account (moto reset) and its own task queue, so tests never see each
+other's state. Nothing here reaches the network: the AWS endpoint and dummy credentials are set first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import AwsClients
+from tests.support.servers import free_port, reset_moto, venv_binary
+from worker import build_worker
+
+REGION = "ap-northeast-2"
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_environment(moto_url: str) -> Iterator[None]:
+    """Dummy credentials and the moto endpoint, for this process and the processes it starts."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            patch.delenv(name, raising=False)
+        patch.setenv("AWS_ENDPOINT_URL", moto_url)
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_REGION", REGION)
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def empty_account(moto_url: str) -> None:
+    reset_moto(moto_url)
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(venv_binary("temporal")),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def aws() -> AwsClients:
+    """A fresh session per test: fault hooks registered on it reach every client it builds."""
+    return AwsClients(boto3.Session())
+
+
+@pytest.fixture
+def ec2() -> object:
+    return boto3.client("ec2", region_name=REGION)
+
+
+@pytest.fixture
+def elbv2() -> object:
+    return boto3.client("elbv2", region_name=REGION)
+
+
+@asynccontextmanager
+async def running_worker(client: Client, aws: AwsClients) -> AsyncIterator[Worker]:
+    worker = build_worker(client, f"tq-{uuid.uuid4()}", aws)
+    async with worker:
+        yield worker
+
+
+@pytest.fixture
+async def worker(client: Client, aws: AwsClients) -> AsyncIterator[Worker]:
+    async with running_worker(client, aws) as running:
+        yield running
+

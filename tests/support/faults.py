@@ -1,0 +1,49 @@
+"""Fault injection on the real boto3 session the activities use (botocore event hooks).
+
+A `before-call` handler that returns a response short-circuits the HTTP request: botocore raises the
+same `ClientError` it would raise for AWS's answer, and its retry logic sees it like a real one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+
+def error_response(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
+    http = AWSResponse(url="https://injected.invalid", status_code=status, headers={}, raw=None)
+    parsed = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return http, parsed
+
+
+@dataclass
+class InjectedFault:
+    """Fail `operation` with `code`; `occurrences` picks which calls (1-based), None means all."""
+
+    service: str
+    operation: str
+    code: str = "UnauthorizedOperation"
+    message: str = "injected by the test"
+    status: int = 400
+    occurrences: set[int] | None = None
+    calls: int = 0
+    failed: int = 0
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def install(self, session: boto3.Session) -> InjectedFault:
+        session.events.register(f"before-call.{self.service}.{self.operation}", self._handle)
+        return self
+
+    def _handle(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict] | None:
+        self.calls += 1
+        self.seen.append(params)
+        if self.occurrences is None or self.calls in self.occurrences:
+            self.failed += 1
+            return error_response(self.code, self.message, self.status)
+        return None

@@ -1,0 +1,53 @@
+"""The whole account as sets of ids, to prove that a rollback or teardown left nothing behind.
+
+It lists everything, not only what carries our tags: a leak of an untagged twin must show too.
+"""
+
+from __future__ import annotations
+
+import boto3
+
+REGION = "ap-northeast-2"
+
+
+def inventory(region: str = REGION) -> dict[str, set[str]]:
+    ec2 = boto3.client("ec2", region_name=region)
+    elbv2 = boto3.client("elbv2", region_name=region)
+    balancers = elbv2.describe_load_balancers()["LoadBalancers"]
+    instances = [
+        i
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
+    return {
+        "subnets": {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]},
+        "addresses": {a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]},
+        "nat_gateways": {
+            n["NatGatewayId"]
+            for n in ec2.describe_nat_gateways()["NatGateways"]
+            if n["State"] != "deleted"
+        },
+        "route_tables": {t["RouteTableId"] for t in ec2.describe_route_tables()["RouteTables"]},
+        "security_groups": {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]},
+        "security_group_rules": {
+            r["SecurityGroupRuleId"] for r in ec2.describe_security_group_rules()["SecurityGroupRules"]
+        },
+        "instances": {i["InstanceId"] for i in instances},
+        "load_balancers": {b["LoadBalancerArn"] for b in balancers},
+        "target_groups": {g["TargetGroupArn"] for g in elbv2.describe_target_groups()["TargetGroups"]},
+        "listeners": {
+            lsn["ListenerArn"]
+            for b in balancers
+            for lsn in elbv2.describe_listeners(LoadBalancerArn=b["LoadBalancerArn"])["Listeners"]
+        },
+    }
+
+
+def counts(region: str = REGION) -> dict[str, int]:
+    return {kind: len(ids) for kind, ids in inventory(region).items()}
+
+
+def added(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What exists now that did not before, by kind; empty kinds left out."""
+    return {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}

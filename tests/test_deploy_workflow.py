@@ -1,0 +1,103 @@
+"""The deployment workflow on a real Temporal server, with real boto3 calls against moto."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.worker import Worker
+
+from models.resources import DeploymentOutputs
+from models.spec import DeploymentSpec
+from tests.support.inventory import added, inventory
+from workflows.deploy import DeployWorkflow
+
+
+async def deploy(client: Client, worker: Worker, spec: DeploymentSpec) -> DeploymentOutputs:
+    return await client.execute_workflow(
+        DeployWorkflow.run, spec, id=f"deploy-{spec.deployment_id}-{uuid.uuid4()}",
+        task_queue=worker.task_queue,
+    )
+
+
+async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv2):
+    from tests.support.specs import fast_spec
+
+    spec = fast_spec()
+    before = inventory()
+    out = await deploy(client, worker, spec)
+
+    # Everything checked with describe calls, not with the workflow's own claims.
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    subnets = {
+        s["SubnetId"]: s for s in ec2.describe_subnets(SubnetIds=list(out.private_subnet_ids.values()))["Subnets"]
+    }
+    assert {(s["CidrBlock"], s["AvailabilityZone"]) for s in subnets.values()} == {
+        ("172.31.112.0/20", "ap-northeast-2a"),
+        ("172.31.144.0/20", "ap-northeast-2c"),
+    }
+    assert all(s["VpcId"] == vpc["VpcId"] and not s["MapPublicIpOnLaunch"] for s in subnets.values())
+
+    nats = ec2.describe_nat_gateways(Filters=[{"Name": "state", "Values": ["available"]}])["NatGateways"]
+    assert len(nats) == 1
+    nat = nats[0]
+    public = ec2.describe_subnets(SubnetIds=[nat["SubnetId"]])["Subnets"][0]
+    assert public["MapPublicIpOnLaunch"] and public["AvailabilityZone"] == "ap-northeast-2a"
+    addresses = ec2.describe_addresses()["Addresses"]
+    assert len(addresses) == 1 and addresses[0]["Domain"] == "vpc"
+    assert nat["NatGatewayAddresses"][0]["AllocationId"] == addresses[0]["AllocationId"]
+
+    tables = [
+        t for t in ec2.describe_route_tables()["RouteTables"]
+        if any(r.get("NatGatewayId") == nat["NatGatewayId"] for r in t["Routes"])
+    ]
+    assert len(tables) == 1
+    default = [r for r in tables[0]["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+    assert default[0]["NatGatewayId"] == nat["NatGatewayId"]
+    assert {a["SubnetId"] for a in tables[0]["Associations"] if not a.get("Main")} == set(subnets)
+
+    reservations = ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["running"]}]
+    )["Reservations"]
+    instances = [i for r in reservations for i in r["Instances"]]
+    assert len(instances) == 2
+    assert {i["SubnetId"] for i in instances} == set(subnets)
+    assert all("PublicIpAddress" not in i for i in instances)
+    assert all(i["MetadataOptions"]["HttpTokens"] == "required" for i in instances)
+
+    balancers = elbv2.describe_load_balancers()["LoadBalancers"]
+    assert len(balancers) == 1
+    alb = balancers[0]
+    assert alb["Scheme"] == "internet-facing" and alb["Type"] == "application"
+    assert len({z["ZoneName"] for z in alb["AvailabilityZones"]}) >= 2
+    assert out.alb_dns_name == alb["DNSName"]
+
+    (alb_sg_id,) = alb["SecurityGroups"]
+    app_sg_ids = {g["GroupId"] for i in instances for g in i["SecurityGroups"]}
+    assert len(app_sg_ids) == 1
+    app_sg = ec2.describe_security_groups(GroupIds=list(app_sg_ids))["SecurityGroups"][0]
+    (rule,) = app_sg["IpPermissions"]
+    assert (rule["FromPort"], rule["ToPort"]) == (3000, 3000)
+    assert [p["GroupId"] for p in rule["UserIdGroupPairs"]] == [alb_sg_id]
+    assert rule["IpRanges"] == []
+
+    groups = elbv2.describe_target_groups()["TargetGroups"]
+    assert len(groups) == 1
+    group = groups[0]
+    assert (group["Protocol"], group["Port"]) == ("HTTP", 3000)
+    targets = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
+    assert {t["Target"]["Id"] for t in targets["TargetHealthDescriptions"]} == {
+        i["InstanceId"] for i in instances
+    }
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]
+    assert listener["Port"] == 80 and listener["Protocol"] == "HTTP"
+    assert listener["DefaultActions"][0]["Type"] == "forward"
+    assert listener["DefaultActions"][0]["TargetGroupArn"] == group["TargetGroupArn"]
+
+    new = added(before, inventory())
+    assert {k: len(v) for k, v in new.items() if k != "security_group_rules"} == {
+        "subnets": 2, "addresses": 1, "nat_gateways": 1, "route_tables": 1,
+        "security_groups": 2, "instances": 2, "load_balancers": 1, "target_groups": 1,
+        "listeners": 1,
+    }

@@ -1,0 +1,486 @@
+"""The deployment workflow: the tutorial's web tier as a DAG of idempotent steps, rolled back on failure.
+
+Branches that do not depend on each other run concurrently (the NAT chain, the ALB chain, security
+groups and target group). Every create registers its compensation first; on any failure or on
+cancellation the siblings are stopped, the compensations run newest first, and the run ends FAILED or
+CANCELLED with the original cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from activities import (
+        ComputeActivities,
+        LoadBalancingActivities,
+        NetworkActivities,
+        PreflightActivities,
+        SecurityGroupActivities,
+    )
+    from models import naming
+    from models.plan import (
+        HEALTHY,
+        PREFLIGHT,
+        TARGETS,
+        instance_zones,
+        nat_zones,
+        plan,
+        route_table_zones,
+    )
+    from models.progress import DeploymentProgress, Phase, StepProgress, StepState
+    from models.resources import (
+        DeleteInput,
+        DeploymentOutputs,
+        ElasticIp,
+        IngressRule,
+        Instance,
+        InstanceInput,
+        Kind,
+        ListenerInput,
+        LoadBalancer,
+        LoadBalancerInput,
+        NatGatewayInput,
+        PreflightInput,
+        PreflightResult,
+        RegisterTargetsInput,
+        Resource,
+        ResourceKey,
+        RouteTableInput,
+        Scope,
+        SecurityGroupInput,
+        SubnetInput,
+        TargetGroupInput,
+        TargetsHealthyInput,
+    )
+    from models.spec import DeploymentSpec
+    from workflows.graph import TaskGraph
+    from workflows.options import activity_options, waiting
+    from workflows.saga import Compensation, Saga, root_message, shielded
+
+T = TypeVar("T")
+
+COMPENSATIONS: dict[Kind, Callable[..., Any]] = {
+    Kind.SUBNET: NetworkActivities.delete_subnet,
+    Kind.ELASTIC_IP: NetworkActivities.release_elastic_ip,
+    Kind.NAT_GATEWAY: NetworkActivities.delete_nat_gateway,
+    Kind.ROUTE_TABLE: NetworkActivities.delete_route_table,
+    Kind.SECURITY_GROUP: SecurityGroupActivities.delete_security_group,
+    Kind.TARGET_GROUP: LoadBalancingActivities.delete_target_group,
+    Kind.LOAD_BALANCER: LoadBalancingActivities.delete_load_balancer,
+    Kind.LISTENER: LoadBalancingActivities.delete_listener,
+    Kind.INSTANCE: ComputeActivities.terminate_instance,
+    Kind.TARGET_REGISTRATION: LoadBalancingActivities.deregister_targets,
+}
+"""The delete activity of each kind: rollback and teardown share them."""
+
+
+def workflow_id(deployment_id: str) -> str:
+    return f"deploy-{deployment_id}"
+
+
+@workflow.defn
+class DeployWorkflow:
+    def __init__(self) -> None:
+        self._progress: DeploymentProgress | None = None
+        self._failed_step: str | None = None
+
+    @workflow.query
+    def progress(self) -> DeploymentProgress:
+        if self._progress is None:
+            raise ApplicationError("the deployment has not started yet")
+        return self._progress
+
+    @workflow.run
+    async def run(self, spec: DeploymentSpec) -> DeploymentOutputs:
+        self._spec = spec
+        self._scope = Scope(deployment_id=spec.deployment_id, region=spec.region, tags=spec.tags)
+        self._plan = {step.key: step for step in plan(spec)}
+        self._progress = DeploymentProgress(
+            deployment_id=spec.deployment_id,
+            region=spec.region,
+            phase=Phase.PREFLIGHT,
+            steps=[StepProgress(key=s.key, summary=s.summary) for s in self._plan.values()],
+        )
+        self._saga = Saga()
+        try:
+            outputs = await self._deploy()
+        except BaseException as err:
+            await shielded(self._roll_back(err))
+            if is_cancelled_exception(err):
+                raise
+            raise self._failure(err) from err
+        self._progress.phase = Phase.COMPLETED
+        self._progress.outputs = outputs
+        self._show_details()
+        return outputs
+
+    # The graph
+
+    async def _deploy(self) -> DeploymentOutputs:
+        spec = self._spec
+        pre: PreflightResult = await self._step(
+            PREFLIGHT, PreflightActivities.preflight, PreflightInput(spec=spec)
+        )
+        self._progress_phase(Phase.CREATING)
+        graph = TaskGraph()
+        subnets = graph.add(self._private_subnets(pre))
+        nats = graph.add(self._nat_gateways(pre))
+        routes = graph.add(self._route_tables(pre, subnets, nats))
+        alb_sg = graph.add(self._alb_security_group(pre))
+        app_sg = graph.add(self._app_security_group(pre, alb_sg))
+        target_group = graph.add(self._target_group(pre))
+        balancer = graph.add(self._load_balancer(pre, alb_sg))
+        instances = graph.add(self._instances(pre, subnets, app_sg, routes))
+        registered = graph.add(self._register(instances, target_group))
+        listener = graph.add(self._listener(balancer, target_group))
+        graph.add(self._healthy(instances, target_group, registered, listener))
+        await graph.run()
+
+        eips, nat_ids = nats.result()
+        lb: LoadBalancer = balancer.result()
+        instance_ids = {name: i.instance_id for name, i in instances.result().items()}
+        return DeploymentOutputs(
+            deployment_id=spec.deployment_id,
+            region=spec.region,
+            alb_dns_name=lb.dns_name,
+            url=f"http://{lb.dns_name}"
+            + ("" if spec.load_balancer.listener_port == 80 else f":{spec.load_balancer.listener_port}"),
+            vpc_id=pre.vpc_id,
+            ami_id=pre.ami_id,
+            private_subnet_ids=subnets.result(),
+            public_subnet_ids=pre.public_subnet_ids,
+            elastic_ip_allocation_ids={az: e.allocation_id for az, e in eips.items()},
+            nat_gateway_ids=nat_ids,
+            route_table_ids=routes.result(),
+            alb_security_group_id=alb_sg.result(),
+            app_security_group_id=app_sg.result(),
+            target_group_arn=target_group.result(),
+            load_balancer_arn=lb.arn,
+            listener_arn=listener.result(),
+            instance_ids=instance_ids,
+            resources=self._created_resources(),
+        )
+
+    async def _private_subnets(self, pre: PreflightResult) -> dict[str, str]:
+        async def one(cidr: str, az: str) -> tuple[str, str]:
+            name = naming.private_subnet(az)
+            key = self._key(name)
+            request = SubnetInput(key=key, vpc_id=pre.vpc_id, cidr=cidr, availability_zone=az)
+            created: Resource = await self._create(name, NetworkActivities.create_private_subnet, request)
+            return az, created.id
+
+        pairs = await asyncio.gather(
+            *(one(str(s.cidr), s.availability_zone) for s in self._spec.private_subnets)
+        )
+        return dict(pairs)
+
+    async def _nat_gateways(self, pre: PreflightResult) -> tuple[dict[str, ElasticIp], dict[str, str]]:
+        timing = self._spec.timing
+
+        async def one(az: str) -> tuple[str, ElasticIp, str]:
+            eip_name = naming.elastic_ip(az)
+            eip: ElasticIp = await self._create(
+                eip_name, NetworkActivities.allocate_elastic_ip, self._key(eip_name)
+            )
+            nat_name = naming.nat_gateway(az)
+            wait = waiting(timing, timing.nat_gateway_timeout_seconds)
+            request = NatGatewayInput(
+                key=self._key(nat_name),
+                subnet_id=pre.public_subnet_ids[az],
+                allocation_id=eip.allocation_id,
+                waiting=wait,
+            )
+            nat: Resource = await self._create(
+                nat_name, NetworkActivities.create_nat_gateway, request, waiting=wait
+            )
+            return az, eip, nat.id
+
+        results = await asyncio.gather(*(one(az) for az in nat_zones(self._spec)))
+        return {az: eip for az, eip, _ in results}, {az: nat for az, _, nat in results}
+
+    async def _route_tables(
+        self,
+        pre: PreflightResult,
+        subnets: asyncio.Task[dict[str, str]],
+        nats: asyncio.Task[tuple[dict[str, ElasticIp], dict[str, str]]],
+    ) -> dict[str, str]:
+        subnet_ids = await subnets
+        _, nat_ids = await nats
+        first_nat = next(iter(nat_ids.values()))
+
+        async def one(az: str | None) -> tuple[str, str]:
+            name = naming.route_table(az)
+            request = RouteTableInput(
+                key=self._key(name),
+                vpc_id=pre.vpc_id,
+                nat_gateway_id=first_nat if az is None else nat_ids[az],
+                subnet_ids=list(subnet_ids.values()) if az is None else [subnet_ids[az]],
+            )
+            created: Resource = await self._create(
+                name, NetworkActivities.create_private_route_table, request
+            )
+            return name, created.id
+
+        pairs = await asyncio.gather(*(one(az) for az in route_table_zones(self._spec)))
+        return dict(pairs)
+
+    async def _alb_security_group(self, pre: PreflightResult) -> str:
+        lb = self._spec.load_balancer
+        rule = IngressRule(port=lb.listener_port, cidr=str(lb.allowed_cidr), description="HTTP to the ALB")
+        return await self._security_group(
+            naming.ALB_SECURITY_GROUP, pre, "Load balancer: HTTP from the allowed range", rule
+        )
+
+    async def _app_security_group(self, pre: PreflightResult, alb_sg: asyncio.Task[str]) -> str:
+        rule = IngressRule(
+            port=self._spec.app.port,
+            source_security_group_id=await alb_sg,
+            description="App port from the load balancer only",
+        )
+        return await self._security_group(
+            naming.APP_SECURITY_GROUP, pre, "App instances: app port from the ALB only", rule
+        )
+
+    async def _security_group(
+        self, name: str, pre: PreflightResult, description: str, rule: IngressRule
+    ) -> str:
+        request = SecurityGroupInput(
+            key=self._key(name), vpc_id=pre.vpc_id, description=description, ingress=[rule]
+        )
+        created: Resource = await self._create(name, SecurityGroupActivities.create_security_group, request)
+        return created.id
+
+    async def _target_group(self, pre: PreflightResult) -> str:
+        name = naming.TARGET_GROUP
+        request = TargetGroupInput(
+            key=self._key(name),
+            vpc_id=pre.vpc_id,
+            port=self._spec.app.port,
+            health_check_path=self._spec.app.health_check_path,
+        )
+        created: Resource = await self._create(name, LoadBalancingActivities.create_target_group, request)
+        return created.id
+
+    async def _load_balancer(self, pre: PreflightResult, alb_sg: asyncio.Task[str]) -> LoadBalancer:
+        timing = self._spec.timing
+        name = naming.LOAD_BALANCER
+        wait = waiting(timing, timing.load_balancer_timeout_seconds)
+        request = LoadBalancerInput(
+            key=self._key(name),
+            subnet_ids=[pre.public_subnet_ids[az] for az in self._spec.availability_zones],
+            security_group_id=await alb_sg,
+            waiting=wait,
+        )
+        return await self._create(name, LoadBalancingActivities.create_load_balancer, request, waiting=wait)
+
+    async def _instances(
+        self,
+        pre: PreflightResult,
+        subnets: asyncio.Task[dict[str, str]],
+        app_sg: asyncio.Task[str],
+        routes: asyncio.Task[dict[str, str]],
+    ) -> dict[str, Instance]:
+        """After the NAT route exists: the user data installs Node.js through it."""
+        subnet_ids, group_id = await subnets, await app_sg
+        await routes
+        timing, instances = self._spec.timing, self._spec.instances
+        wait = waiting(timing, timing.instance_timeout_seconds)
+
+        async def one(index: int, az: str) -> tuple[str, Instance]:
+            name = naming.instance(index)
+            request = InstanceInput(
+                key=self._key(name),
+                subnet_id=subnet_ids[az],
+                security_group_id=group_id,
+                ami_id=pre.ami_id,
+                instance_type=instances.instance_type,
+                root_volume_gib=instances.root_volume_gib,
+                app_port=self._spec.app.port,
+                waiting=wait,
+            )
+            created: Instance = await self._create(
+                name, ComputeActivities.launch_instance, request, waiting=wait
+            )
+            return name, created
+
+        pairs = await asyncio.gather(*(one(i, az) for i, az in enumerate(instance_zones(self._spec))))
+        return dict(pairs)
+
+    async def _register(
+        self, instances: asyncio.Task[dict[str, Instance]], target_group: asyncio.Task[str]
+    ) -> str:
+        launched, group_arn = await instances, await target_group
+        request = RegisterTargetsInput(
+            key=self._key(TARGETS),
+            target_group_arn=group_arn,
+            instance_ids=[i.instance_id for i in launched.values()],
+            port=self._spec.app.port,
+        )
+        created: Resource = await self._create(TARGETS, LoadBalancingActivities.register_targets, request)
+        return created.id
+
+    async def _listener(self, balancer: asyncio.Task[LoadBalancer], target_group: asyncio.Task[str]) -> str:
+        lb, group_arn = await balancer, await target_group
+        port = self._spec.load_balancer.listener_port
+        name = naming.listener(port)
+        request = ListenerInput(
+            key=self._key(name), load_balancer_arn=lb.arn, target_group_arn=group_arn, port=port
+        )
+        created: Resource = await self._create(name, LoadBalancingActivities.create_listener, request)
+        return created.id
+
+    async def _healthy(
+        self,
+        instances: asyncio.Task[dict[str, Instance]],
+        target_group: asyncio.Task[str],
+        registered: asyncio.Task[str],
+        listener: asyncio.Task[str],
+    ) -> None:
+        launched, group_arn = await instances, await target_group
+        await registered
+        await listener
+        if not self._spec.wait_for_healthy_targets:
+            return
+        timing = self._spec.timing
+        wait = waiting(timing, timing.targets_healthy_timeout_seconds)
+        request = TargetsHealthyInput(
+            key=self._key(HEALTHY),
+            target_group_arn=group_arn,
+            instance_ids=[i.instance_id for i in launched.values()],
+            waiting=wait,
+        )
+        await self._step(HEALTHY, LoadBalancingActivities.wait_targets_healthy, request, waiting=wait)
+
+    # Steps and compensations
+
+    def _key(self, name: str) -> ResourceKey:
+        return ResourceKey(scope=self._scope, name=name)
+
+    async def _create(self, step: str, activity: Callable[..., Any], request: Any, **kw: Any) -> Any:
+        """A forward step whose compensation is registered before it starts."""
+        kind = self._plan[step].kind
+        assert kind is not None
+        timing = self._spec.timing
+        self._saga.register(
+            Compensation(
+                step=step,
+                summary=f"Undo: {self._plan[step].summary}",
+                activity=COMPENSATIONS[kind],
+                request=DeleteInput(
+                    key=self._key(step), waiting=waiting(timing, timing.delete_timeout_seconds)
+                ),
+            )
+        )
+        return await self._step(step, activity, request, **kw)
+
+    async def _step(self, step: str, activity: Callable[..., T], request: Any, *, waiting: Any = None) -> Any:
+        progress = self._progress_step(step)
+        progress.state, progress.started_at = StepState.RUNNING, workflow.now()
+        self._show_details()
+        try:
+            result = await workflow.execute_activity_method(
+                activity,
+                request,
+                summary=self._plan[step].summary,
+                **activity_options(self._spec.timing, waiting),
+            )
+        except BaseException as err:
+            progress.finished_at = workflow.now()
+            if is_cancelled_exception(err):
+                progress.state = StepState.CANCELLED
+            else:
+                progress.state, progress.error = StepState.FAILED, root_message(err)
+                self._failed_step = self._failed_step or step
+            raise
+        progress.state, progress.finished_at = StepState.DONE, workflow.now()
+        progress.resource_id = _resource_id(result)
+        self._show_details()
+        return result
+
+    async def _roll_back(self, cause: BaseException) -> None:
+        assert self._progress is not None
+        self._progress.error = None if is_cancelled_exception(cause) else root_message(cause)
+        self._progress_phase(Phase.ROLLING_BACK)
+
+        async def compensate(compensation: Compensation) -> None:
+            progress = self._progress_step(compensation.step)
+            if progress.state is StepState.PENDING:
+                return  # registered, but its step never started: nothing can exist
+            progress.state = StepState.COMPENSATING
+            self._show_details()
+            try:
+                await workflow.execute_activity_method(
+                    compensation.activity,
+                    compensation.request,
+                    summary=compensation.summary,
+                    **activity_options(self._spec.timing, compensation.request.waiting, compensation=True),
+                )
+            except BaseException:
+                progress.state = StepState.LEFT_BEHIND
+                raise
+            progress.state = StepState.COMPENSATED
+
+        left_behind = await self._saga.unwind(compensate)
+        self._progress.left_behind = [
+            f"{c.step} (id {self._progress_step(c.step).resource_id or 'unknown'}): {why}"
+            for c, why in left_behind
+        ]
+        cancelled = is_cancelled_exception(cause)
+        self._progress_phase(Phase.CANCELLED if cancelled else Phase.FAILED)
+
+    def _failure(self, err: BaseException) -> ApplicationError:
+        assert self._progress is not None
+        step = self._failed_step or "unknown step"
+        summary = self._plan[step].summary if step in self._plan else step
+        message = f"step '{step}' ({summary}) failed: {root_message(err)}"
+        if self._progress.left_behind:
+            message += "; rollback could not delete: " + "; ".join(self._progress.left_behind)
+            message += " (run 'starter.py down' to retry)"
+        else:
+            message += "; everything created was rolled back"
+        return ApplicationError(message, type="DeploymentFailed", non_retryable=True)
+
+    # Progress, for the query and the UI
+
+    def _progress_step(self, key: str) -> StepProgress:
+        assert self._progress is not None
+        return self._progress.step(key)
+
+    def _progress_phase(self, phase: Phase) -> None:
+        assert self._progress is not None
+        self._progress.phase = phase
+        self._show_details()
+
+    def _created_resources(self) -> list[Resource]:
+        assert self._progress is not None
+        return [
+            Resource(kind=kind, name=step.key, id=step.resource_id)
+            for step in self._progress.steps
+            if (kind := self._plan[step.key].kind) is not None and step.resource_id
+        ]
+
+    def _show_details(self) -> None:
+        """Markdown for the Temporal UI's 'current details' box."""
+        assert self._progress is not None
+        lines = [
+            f"**{self._progress.deployment_id}** in {self._progress.region}: {self._progress.phase.value}"
+        ]
+        for step in self._progress.steps:
+            if step.state is not StepState.PENDING:
+                suffix = f" `{step.resource_id}`" if step.resource_id else ""
+                lines.append(f"- {step.state.value}: {step.summary}{suffix}")
+        workflow.set_current_details("\n".join(lines))
+
+
+def _resource_id(result: Any) -> str | None:
+    for field in ("id", "arn", "instance_id", "allocation_id", "vpc_id"):
+        value = getattr(result, field, None)
+        if isinstance(value, str):
+            return value
+    return None

@@ -1,0 +1,43 @@
+"""Run independent branches of the deployment concurrently; on the first failure, stop the rest.
+
+`asyncio.gather` would raise while siblings keep running, and a sibling's create finishing after the
+rollback had passed its resource would leak. So: cancel the siblings and wait until every one has
+settled before the caller unwinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class TaskGraph:
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def add(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Start a branch now; other branches depend on it by awaiting the returned task."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.append(task)
+        return task
+
+    async def run(self) -> None:
+        try:
+            done, pending = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failed = [t for t in self._tasks if t.done() and not t.cancelled() and t.exception()]
+            if failed:
+                await self._settle()
+                raise failed[0].exception()  # type: ignore[misc]
+            if pending:  # cannot happen: FIRST_EXCEPTION returns early only on an exception
+                await self._settle()
+        except BaseException:
+            await self._settle()
+            raise
+
+    async def _settle(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
