@@ -98,4 +98,3 @@ async def running_worker(client: Client, aws: AwsClients) -> AsyncIterator[Worke
 async def worker(client: Client, aws: AwsClients) -> AsyncIterator[Worker]:
     async with running_worker(client, aws) as running:
         yield running
-

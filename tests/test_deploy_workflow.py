@@ -16,7 +16,9 @@ from workflows.deploy import DeployWorkflow
 
 async def deploy(client: Client, worker: Worker, spec: DeploymentSpec) -> DeploymentOutputs:
     return await client.execute_workflow(
-        DeployWorkflow.run, spec, id=f"deploy-{spec.deployment_id}-{uuid.uuid4()}",
+        DeployWorkflow.run,
+        spec,
+        id=f"deploy-{spec.deployment_id}-{uuid.uuid4()}",
         task_queue=worker.task_queue,
     )
 
@@ -31,7 +33,8 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
     # Everything checked with describe calls, not with the workflow's own claims.
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
     subnets = {
-        s["SubnetId"]: s for s in ec2.describe_subnets(SubnetIds=list(out.private_subnet_ids.values()))["Subnets"]
+        s["SubnetId"]: s
+        for s in ec2.describe_subnets(SubnetIds=list(out.private_subnet_ids.values()))["Subnets"]
     }
     assert {(s["CidrBlock"], s["AvailabilityZone"]) for s in subnets.values()} == {
         ("172.31.112.0/20", "ap-northeast-2a"),
@@ -49,7 +52,8 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
     assert nat["NatGatewayAddresses"][0]["AllocationId"] == addresses[0]["AllocationId"]
 
     tables = [
-        t for t in ec2.describe_route_tables()["RouteTables"]
+        t
+        for t in ec2.describe_route_tables()["RouteTables"]
         if any(r.get("NatGatewayId") == nat["NatGatewayId"] for r in t["Routes"])
     ]
     assert len(tables) == 1
@@ -57,9 +61,9 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
     assert default[0]["NatGatewayId"] == nat["NatGatewayId"]
     assert {a["SubnetId"] for a in tables[0]["Associations"] if not a.get("Main")} == set(subnets)
 
-    reservations = ec2.describe_instances(
-        Filters=[{"Name": "instance-state-name", "Values": ["running"]}]
-    )["Reservations"]
+    reservations = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])[
+        "Reservations"
+    ]
     instances = [i for r in reservations for i in r["Instances"]]
     assert len(instances) == 2
     assert {i["SubnetId"] for i in instances} == set(subnets)
@@ -74,7 +78,7 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
     assert out.alb_dns_name == alb["DNSName"]
 
     (alb_sg_id,) = alb["SecurityGroups"]
-    app_sg_ids = {g["GroupId"] for i in instances for g in i["SecurityGroups"]}
+    app_sg_ids = {g["GroupId"] for i in instances for eni in i["NetworkInterfaces"] for g in eni["Groups"]}
     assert len(app_sg_ids) == 1
     app_sg = ec2.describe_security_groups(GroupIds=list(app_sg_ids))["SecurityGroups"][0]
     (rule,) = app_sg["IpPermissions"]
@@ -97,7 +101,13 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
 
     new = added(before, inventory())
     assert {k: len(v) for k, v in new.items() if k != "security_group_rules"} == {
-        "subnets": 2, "addresses": 1, "nat_gateways": 1, "route_tables": 1,
-        "security_groups": 2, "instances": 2, "load_balancers": 1, "target_groups": 1,
+        "subnets": 2,
+        "addresses": 1,
+        "nat_gateways": 1,
+        "route_tables": 1,
+        "security_groups": 2,
+        "instances": 2,
+        "load_balancers": 1,
+        "target_groups": 1,
         "listeners": 1,
     }

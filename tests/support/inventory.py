@@ -24,9 +24,7 @@ def inventory(region: str = REGION) -> dict[str, set[str]]:
         "subnets": {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]},
         "addresses": {a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]},
         "nat_gateways": {
-            n["NatGatewayId"]
-            for n in ec2.describe_nat_gateways()["NatGateways"]
-            if n["State"] != "deleted"
+            n["NatGatewayId"] for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] != "deleted"
         },
         "route_tables": {t["RouteTableId"] for t in ec2.describe_route_tables()["RouteTables"]},
         "security_groups": {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]},

@@ -1,0 +1,35 @@
+# Everything comes from the project's own files: a venv with pinned ranges from pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test stop install lint fmt
+
+## Deploy the tutorial's web tier on the embedded default (Temporal dev server + UI, moto, worker).
+demo: install
+	$(PY) scripts/demo.py up $(ARGS)
+
+## Run the whole test suite (real Temporal dev server, real boto3 calls against a moto server).
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Stop exactly the processes `make demo` started.
+stop:
+	@if [ -x $(PY) ]; then $(PY) scripts/demo.py stop; else $(PYTHON) scripts/demo.py stop; fi
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

@@ -1,0 +1,304 @@
+"""The starter's commands: each connects, does one thing, and returns an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.live import Live
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from cli import render
+from cli.connection import connect, task_queue
+from cli.errors import UserError
+from models.progress import DeploymentProgress
+from models.resources import DeploymentOutputs, Scope, TeardownInput, TeardownResult
+from models.spec import DeploymentSpec, TimingSpec
+from workflows.deploy import DeployWorkflow
+from workflows.deploy import workflow_id as deploy_workflow_id
+from workflows.saga import root_message
+from workflows.teardown import TeardownWorkflow
+from workflows.teardown import workflow_id as teardown_workflow_id
+
+EXIT_OK = 0
+EXIT_DEPLOYMENT_FAILED = 1
+EXIT_UNKNOWN_DEPLOYMENT = 4
+POLL_SECONDS = 0.5
+QUERY_TIMEOUT = timedelta(seconds=10)
+
+
+class Output:
+    """Progress to stderr, results to stdout; `--json` prints exactly one object on stdout."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.err = render.stderr_console()
+        self.out = render.stdout_console()
+
+    def note(self, text: str) -> None:
+        self.err.print(text)
+
+    def result(self, payload: dict[str, Any], *tables: Any) -> None:
+        if self.as_json:
+            print(json.dumps(payload, indent=2, default=str))
+            return
+        for table in tables:
+            self.out.print(table)
+
+
+def ui_link(client: Client, workflow_id: str, run_id: str | None) -> str | None:
+    base = os.environ.get("TEMPORAL_UI_URL")
+    if base is None:
+        host = client.service_client.config.target_host.split(":")[0]
+        if host not in ("localhost", "127.0.0.1"):
+            return None
+        base = "http://localhost:8233"
+    path = f"{base.rstrip('/')}/namespaces/{client.namespace}/workflows/{workflow_id}"
+    return f"{path}/{run_id}/history" if run_id else path
+
+
+async def describe(handle: WorkflowHandle) -> WorkflowExecutionDescription | None:
+    try:
+        return await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def running(description: WorkflowExecutionDescription | None) -> bool:
+    return description is not None and description.status == WorkflowExecutionStatus.RUNNING
+
+
+# up
+
+
+async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
+    output = Output(as_json)
+    client = await connect()
+    wid = deploy_workflow_id(spec.deployment_id)
+    existing = await describe(client.get_workflow_handle(wid))
+    if running(existing):
+        output.note(f"attaching to the running deployment {spec.deployment_id} (its own spec applies)")
+    handle = await client.start_workflow(
+        DeployWorkflow.run,
+        spec,
+        id=wid,
+        task_queue=task_queue(),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        memo={"deployment_id": spec.deployment_id, "region": spec.region},
+        static_summary=f"Deploy {spec.deployment_id} to {spec.region}",
+        static_details=(
+            f"Web tier: {spec.instances.count} x {spec.instances.instance_type} behind an ALB, "
+            f"NAT mode {spec.nat_mode.value}, private subnets "
+            + ", ".join(f"{s.cidr} ({s.availability_zone})" for s in spec.private_subnets)
+        ),
+    )
+    link = ui_link(client, wid, handle.result_run_id)
+    if link:
+        output.note(f"Temporal UI: {link}")
+    if not wait:
+        output.result(
+            {"deployment_id": spec.deployment_id, "workflow_id": wid, "status": "RUNNING", "ui": link}
+        )
+        return EXIT_OK
+    return await follow(handle, output, spec.deployment_id, link)
+
+
+async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, link: str | None) -> int:
+    """Show progress until the run ends, then its outputs or its one-paragraph error."""
+    result = asyncio.ensure_future(handle.result())
+    await show_progress(handle, result, output)
+    base = {"deployment_id": deployment_id, "workflow_id": handle.id, "ui": link}
+    try:
+        outputs: DeploymentOutputs = await result
+    except WorkflowFailureError as err:
+        status = "CANCELLED" if "cancel" in str(err.cause).lower() else "FAILED"
+        message = root_message(err)
+        output.note(f"[bold red]deployment {deployment_id} {status.lower()}:[/] {message}")
+        output.result({**base, "status": status, "error": message, "alb_dns_name": None})
+        return EXIT_DEPLOYMENT_FAILED
+    output.result(
+        {**base, "status": "COMPLETED", **outputs.model_dump(mode="json")},
+        render.outputs_table(outputs),
+    )
+    if not output.as_json:
+        output.out.print(f"\n[bold green]{outputs.url}[/]  (ALB {outputs.alb_dns_name})")
+        if link:
+            output.out.print(f"Temporal UI: {link}")
+    return EXIT_OK
+
+
+async def show_progress(handle: WorkflowHandle, result: asyncio.Future, output: Output) -> None:
+    live = output.err.is_terminal and not output.as_json
+    seen: dict[str, str] = {}
+    context = Live(console=output.err, refresh_per_second=4, transient=False) if live else None
+    if context:
+        context.start()
+    try:
+        while not result.done():
+            progress = await query_progress(handle)
+            if progress is not None:
+                now = datetime.now(UTC)
+                if context:
+                    context.update(render.progress_table(progress, now))
+                else:
+                    for step in progress.steps:
+                        state = f"{step.state}:{step.resource_id}"
+                        if seen.get(step.key) != state and step.state != "pending":
+                            seen[step.key] = state
+                            output.note(render.step_line(step, now))
+            await asyncio.wait([result], timeout=POLL_SECONDS)
+    finally:
+        if context:
+            context.stop()
+
+
+async def query_progress(handle: WorkflowHandle) -> DeploymentProgress | None:
+    """None while no worker answers: the run goes on, and so does waiting for it."""
+    try:
+        return await handle.query(DeployWorkflow.progress, rpc_timeout=QUERY_TIMEOUT)
+    except (RPCError, Exception):  # noqa: BLE001 - a missing answer is not an error here
+        return None
+
+
+# status, cancel, list
+
+
+async def deployment_handle(client: Client, deployment_id: str) -> tuple[WorkflowHandle, Any]:
+    handle = client.get_workflow_handle(deploy_workflow_id(deployment_id))
+    description = await describe(handle)
+    if description is None:
+        raise UserError(
+            f"no deployment named {deployment_id!r} in namespace {client.namespace}; "
+            "`starter.py list` shows the deployments",
+            EXIT_UNKNOWN_DEPLOYMENT,
+        )
+    return handle, description
+
+
+async def status(deployment_id: str, as_json: bool) -> int:
+    output = Output(as_json)
+    client = await connect()
+    handle, description = await deployment_handle(client, deployment_id)
+    state = description.status.name if description.status else "UNKNOWN"
+    payload: dict[str, Any] = {
+        "deployment_id": deployment_id,
+        "workflow_id": handle.id,
+        "status": state,
+        "ui": ui_link(client, handle.id, description.run_id),
+    }
+    tables: list[Any] = []
+    if state == "COMPLETED":
+        outputs: DeploymentOutputs = await handle.result()
+        payload.update(outputs.model_dump(mode="json"))
+        tables.append(render.outputs_table(outputs))
+    elif state == "RUNNING":
+        progress = await query_progress(handle)
+        if progress is None:
+            output.note("no worker answered; is `worker.py` running?")
+        else:
+            payload["progress"] = progress.model_dump(mode="json")
+            tables.append(render.progress_table(progress, datetime.now(UTC)))
+    else:
+        try:
+            await handle.result()
+        except WorkflowFailureError as err:
+            payload["error"] = root_message(err)
+    if not as_json:
+        output.out.print(
+            f"{deployment_id}: {state}" + (f" - {payload['error']}" if "error" in payload else "")
+        )
+    output.result(payload, *tables)
+    return EXIT_OK
+
+
+async def cancel(deployment_id: str, as_json: bool) -> int:
+    output = Output(as_json)
+    client = await connect()
+    handle, description = await deployment_handle(client, deployment_id)
+    if not running(description):
+        output.result({"deployment_id": deployment_id, "status": description.status.name})
+        output.note(f"{deployment_id} is not running ({description.status.name}); nothing to cancel")
+        return EXIT_OK
+    await handle.cancel()
+    output.note(f"cancel requested; {deployment_id} is rolling back")
+    code = await follow(handle, output, deployment_id, ui_link(client, handle.id, description.run_id))
+    return EXIT_OK if code == EXIT_DEPLOYMENT_FAILED else code
+
+
+async def list_deployments(as_json: bool) -> int:
+    output = Output(as_json)
+    client = await connect()
+    rows = []
+    async for execution in client.list_workflows("WorkflowType = 'DeployWorkflow'"):
+        rows.append(
+            {
+                "deployment_id": execution.id.removeprefix("deploy-"),
+                "status": execution.status.name if execution.status else "UNKNOWN",
+                "started": execution.start_time.isoformat(timespec="seconds"),
+                "run_id": execution.run_id,
+            }
+        )
+    table = render.Table(title="Deployments")
+    for column in ("deployment", "status", "started"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["deployment_id"], row["status"], row["started"])
+    output.result({"deployments": rows}, table)
+    return EXIT_OK
+
+
+# down
+
+
+async def down(deployment_id: str, region: str | None, as_json: bool) -> int:
+    """Stop a running deployment (it rolls back), then delete whatever still carries its tag."""
+    output = Output(as_json)
+    client = await connect()
+    deploy = client.get_workflow_handle(deploy_workflow_id(deployment_id))
+    description = await describe(deploy)
+    if running(description):
+        output.note(f"cancelling the running deployment {deployment_id} first")
+        await deploy.cancel()
+        with contextlib.suppress(WorkflowFailureError):
+            await deploy.result()
+    if region is None:
+        region = (await description.memo_value("region", None)) if description else None
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = region or DeploymentSpec.model_fields["region"].default
+    handle = await client.start_workflow(
+        TeardownWorkflow.run,
+        TeardownInput(scope=Scope(deployment_id=deployment_id, region=region), timing=TimingSpec()),
+        id=teardown_workflow_id(deployment_id),
+        task_queue=task_queue(),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=f"Tear down {deployment_id} in {region}",
+    )
+    try:
+        result: TeardownResult = await handle.result()
+    except WorkflowFailureError as err:
+        message = root_message(err)
+        output.note(f"[bold red]teardown of {deployment_id} incomplete:[/] {message}")
+        output.result({"deployment_id": deployment_id, "status": "FAILED", "error": message})
+        return EXIT_DEPLOYMENT_FAILED
+    deleted = [d.model_dump(mode="json") for d in result.deleted if d.id]
+    if not deleted:
+        output.note(f"nothing of {deployment_id} was left in {region}")
+    output.result(
+        {"deployment_id": deployment_id, "status": "DELETED", "region": region, "deleted": deleted},
+        render.teardown_table(result),
+    )
+    return EXIT_OK

@@ -1,0 +1,84 @@
+"""`starter.py` argument parsing: one subcommand per thing an operator does to a deployment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from cli import commands
+from cli.errors import UserError
+from cli.spec_file import load_spec, parse_assignment
+
+EPILOG = """exit codes: 0 success; 1 the deployment or teardown failed (and was rolled back, or lists
+what it left); 2 bad input (flags, spec, Temporal unreachable); 4 unknown deployment id.
+Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE or a temporalio envconfig profile.
+AWS: the standard credential chain; AWS_ENDPOINT_URL points at moto for local runs."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a UserError: one paragraph, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message}\n{self.format_usage().strip()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="starter.py",
+        description="Deploy and manage the scale-out web tier on AWS through Temporal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    up = sub.add_parser("up", help="deploy (or attach to the running deployment of the same id)")
+    up.add_argument("--spec", help="YAML or JSON spec file; default: the tutorial's settings")
+    up.add_argument("--id", dest="deployment_id", help="deployment id (overrides the spec's)")
+    up.add_argument("--region", help="AWS region (overrides the spec's)")
+    up.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override any spec setting, e.g. --set instances.count=4 --set nat_mode=per_az",
+    )
+    up.add_argument("--no-wait", dest="wait", action="store_false", help="start and return")
+    up.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    for name, text in (
+        ("status", "show a deployment's state, steps and resources"),
+        ("cancel", "cancel a running deployment; it rolls back"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("deployment_id")
+        command.add_argument("--json", action="store_true")
+
+    down = sub.add_parser("down", help="delete every resource of a deployment")
+    down.add_argument("deployment_id")
+    down.add_argument("--region", help="region of the deployment (default: from its last run)")
+    down.add_argument("--json", action="store_true")
+
+    listing = sub.add_parser("list", help="list deployments")
+    listing.add_argument("--json", action="store_true")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "up":
+        overrides = dict(parse_assignment(a) for a in args.assignments)
+        if args.deployment_id is not None:
+            overrides["deployment_id"] = args.deployment_id
+        if args.region is not None:
+            overrides["region"] = args.region
+        spec = load_spec(args.spec, overrides)
+        return asyncio.run(commands.up(spec, args.json, args.wait))
+    if args.command == "status":
+        return asyncio.run(commands.status(args.deployment_id, args.json))
+    if args.command == "cancel":
+        return asyncio.run(commands.cancel(args.deployment_id, args.json))
+    if args.command == "down":
+        return asyncio.run(commands.down(args.deployment_id, args.region, args.json))
+    return asyncio.run(commands.list_deployments(args.json))

@@ -1,0 +1,79 @@
+"""What the terminal shows: progress as it happens, and tables of what exists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.table import Table
+
+from models.progress import DeploymentProgress, StepProgress, StepState
+from models.resources import DeploymentOutputs, TeardownResult
+
+STATE_STYLES = {
+    StepState.PENDING: "dim",
+    StepState.RUNNING: "yellow",
+    StepState.DONE: "green",
+    StepState.FAILED: "bold red",
+    StepState.CANCELLED: "magenta",
+    StepState.COMPENSATING: "yellow",
+    StepState.COMPENSATED: "cyan",
+    StepState.LEFT_BEHIND: "bold red",
+}
+
+
+def elapsed(step: StepProgress, now: datetime) -> str:
+    if step.started_at is None:
+        return ""
+    end = step.finished_at or now
+    return f"{(end - step.started_at).total_seconds():.1f}s"
+
+
+def progress_table(progress: DeploymentProgress, now: datetime) -> Table:
+    table = Table(title=f"{progress.deployment_id} ({progress.region}): {progress.phase.value}")
+    for column in ("step", "state", "time", "resource"):
+        table.add_column(column)
+    for step in progress.steps:
+        style = STATE_STYLES[step.state]
+        table.add_row(
+            step.summary, f"[{style}]{step.state.value}[/]", elapsed(step, now), step.resource_id or ""
+        )
+    return table
+
+
+def step_line(step: StepProgress, now: datetime) -> str:
+    """One line per state change, for logs and terminals without live redraw."""
+    time = elapsed(step, now)
+    resource = f" {step.resource_id}" if step.resource_id else ""
+    error = f" ({step.error})" if step.error else ""
+    return f"[{time:>7}] {step.state.value:<12} {step.summary}{resource}{error}"
+
+
+def outputs_table(outputs: DeploymentOutputs) -> Table:
+    table = Table(title=f"Resources of {outputs.deployment_id}")
+    for column in ("kind", "name", "id"):
+        table.add_column(column)
+    table.add_row("vpc", "default" if outputs.vpc_id else "", outputs.vpc_id)
+    for az, subnet in outputs.public_subnet_ids.items():
+        table.add_row("public subnet (existing)", az, subnet)
+    for resource in outputs.resources:
+        table.add_row(resource.kind.value, resource.name, resource.id)
+    return table
+
+
+def teardown_table(result: TeardownResult) -> Table:
+    table = Table(title=f"Deleted from {result.deployment_id}")
+    for column in ("kind", "name", "id"):
+        table.add_column(column)
+    for item in result.deleted:
+        if item.id:
+            table.add_row(item.kind.value, item.name, item.id)
+    return table
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False)
