@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import WaiterError
+from botocore.exceptions import ClientError, WaiterError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -50,12 +50,12 @@ def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **param
         try:
             waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
         except WaiterError as err:
+            if "Error" in (err.last_response or {}):
+                # An AWS error, not a state: classified like any other call's (aws_errors).
+                raise ClientError(err.last_response, waiter.config.operation) from err
             if "Max attempts exceeded" in str(err):
                 return False
-            terminal = "terminal failure state" in str(err)
-            raise ApplicationError(
-                f"{what} failed: {err}", type="WaiterFailure", non_retryable=terminal
-            ) from err
+            raise ApplicationError(f"{what} failed: {err}", type="WaiterFailure", non_retryable=True) from err
         return True
 
     poll_until(reached, waiting, what)

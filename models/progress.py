@@ -46,6 +46,7 @@ class DeploymentProgress(BaseModel):
     phase: Phase
     steps: list[StepProgress] = Field(default_factory=list)
     error: str | None = None
+    failed_step: str | None = None
     outputs: DeploymentOutputs | None = None
     left_behind: list[str] = Field(
         default_factory=list, description="Resources rollback could not delete, by id, with why."

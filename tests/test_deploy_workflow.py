@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from models.resources import DeploymentOutputs

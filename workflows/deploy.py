@@ -88,7 +88,6 @@ def workflow_id(deployment_id: str) -> str:
 class DeployWorkflow:
     def __init__(self) -> None:
         self._progress: DeploymentProgress | None = None
-        self._failed_step: str | None = None
 
     @workflow.query
     def progress(self) -> DeploymentProgress:
@@ -396,7 +395,8 @@ class DeployWorkflow:
                 progress.state = StepState.CANCELLED
             else:
                 progress.state, progress.error = StepState.FAILED, root_message(err)
-                self._failed_step = self._failed_step or step
+                if self._progress.failed_step is None:
+                    self._progress.failed_step = step
             raise
         progress.state, progress.finished_at = StepState.DONE, workflow.now()
         progress.resource_id = _resource_id(result)
@@ -412,6 +412,7 @@ class DeployWorkflow:
             progress = self._progress_step(compensation.step)
             if progress.state is StepState.PENDING:
                 return  # registered, but its step never started: nothing can exist
+            failed = progress.state is StepState.FAILED
             progress.state = StepState.COMPENSATING
             self._show_details()
             try:
@@ -424,7 +425,8 @@ class DeployWorkflow:
             except BaseException:
                 progress.state = StepState.LEFT_BEHIND
                 raise
-            progress.state = StepState.COMPENSATED
+            # A failed step keeps its state and error: that is the story of the run.
+            progress.state = StepState.FAILED if failed else StepState.COMPENSATED
 
         left_behind = await self._saga.unwind(compensate)
         self._progress.left_behind = [
@@ -436,7 +438,7 @@ class DeployWorkflow:
 
     def _failure(self, err: BaseException) -> ApplicationError:
         assert self._progress is not None
-        step = self._failed_step or "unknown step"
+        step = self._progress.failed_step or "unknown step"
         summary = self._plan[step].summary if step in self._plan else step
         message = f"step '{step}' ({summary}) failed: {root_message(err)}"
         if self._progress.left_behind:

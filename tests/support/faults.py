@@ -6,6 +6,7 @@ same `ClientError` it would raise for AWS's answer, and its retry logic sees it 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,3 +48,29 @@ class InjectedFault:
             self.failed += 1
             return error_response(self.code, self.message, self.status)
         return None
+
+
+class HeldState:
+    """Report a resource as still `pending` until released: a deployment with a middle.
+
+    moto makes NAT gateways available at once; real AWS takes minutes. Rewriting the describe answer
+    (`after-call`) lets the real waiter code poll, heartbeat and be cancelled or killed meanwhile.
+    """
+
+    def __init__(self, session: boto3.Session, operation: str, collection: str, ready: str, held: str):
+        self.released = threading.Event()
+        self.polls = 0
+        self._collection, self._ready, self._held = collection, ready, held
+        session.events.register(f"after-call.ec2.{operation}", self._rewrite)
+
+    def _rewrite(self, parsed: dict[str, Any], **_: Any) -> None:
+        if self.released.is_set():
+            return
+        for item in parsed.get(self._collection, []):
+            if item.get("State") == self._ready:
+                self.polls += 1
+                item["State"] = self._held
+
+
+def hold_nat_gateways(session: boto3.Session) -> HeldState:
+    return HeldState(session, "DescribeNatGateways", "NatGateways", "available", "pending")
