@@ -64,9 +64,9 @@ async def run_worker(aws: AwsClients | None = None) -> None:
             log.info("shutting down")
 
 
-def main() -> None:
+def main(aws: AwsClients | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_cli(lambda: asyncio.run(run_worker()))
+    run_cli(lambda: asyncio.run(run_worker(aws)))
 
 
 if __name__ == "__main__":

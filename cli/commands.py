@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.live import Live
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
 )
@@ -178,7 +178,7 @@ async def query_progress(handle: WorkflowHandle) -> DeploymentProgress | None:
 
 
 async def deployment_handle(client: Client, deployment_id: str) -> tuple[WorkflowHandle, Any]:
-    handle = client.get_workflow_handle(deploy_workflow_id(deployment_id))
+    handle = client.get_workflow_handle_for(DeployWorkflow.run, deploy_workflow_id(deployment_id))
     description = await describe(handle)
     if description is None:
         raise UserError(

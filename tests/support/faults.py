@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -74,3 +75,19 @@ class HeldState:
 
 def hold_nat_gateways(session: boto3.Session) -> HeldState:
     return HeldState(session, "DescribeNatGateways", "NatGateways", "available", "pending")
+
+
+def slow_nat_gateways(session: boto3.Session, seconds: float) -> None:
+    """NAT gateways stay `pending` until `seconds` after their creation, as on real AWS.
+
+    It depends only on the gateway's CreateTime, so every worker process agrees on the state.
+    """
+
+    def rewrite(parsed: dict[str, Any], **_: Any) -> None:
+        now = datetime.now(UTC)
+        for gateway in parsed.get("NatGateways", []):
+            age = (now - gateway["CreateTime"]).total_seconds()
+            if gateway.get("State") == "available" and age < seconds:
+                gateway["State"] = "pending"
+
+    session.events.register("after-call.ec2.DescribeNatGateways", rewrite)
