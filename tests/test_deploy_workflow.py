@@ -9,7 +9,10 @@ from temporalio.worker import Worker
 
 from models.resources import DeploymentOutputs
 from models.spec import DeploymentSpec
+from tests.support.faults import hold_nat_gateways
 from tests.support.inventory import added, inventory
+from tests.support.specs import fast_spec
+from tests.support.waiting import eventually
 from workflows.deploy import DeployWorkflow
 
 
@@ -23,8 +26,6 @@ async def deploy(client: Client, worker: Worker, spec: DeploymentSpec) -> Deploy
 
 
 async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv2):
-    from tests.support.specs import fast_spec
-
     spec = fast_spec()
     before = inventory()
     out = await deploy(client, worker, spec)
@@ -110,3 +111,38 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
         "target_groups": 1,
         "listeners": 1,
     }
+
+
+async def test_per_az_nat_mode_gives_each_az_its_nat_and_route_table(client, worker, ec2):
+    out = await deploy(client, worker, fast_spec(nat_mode="per_az"))
+    assert set(out.nat_gateway_ids) == {"ap-northeast-2a", "ap-northeast-2c"}
+    assert len(out.elastic_ip_allocation_ids) == 2 and len(out.route_table_ids) == 2
+    for az, subnet_id in out.private_subnet_ids.items():
+        (table,) = ec2.describe_route_tables(
+            Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
+        )["RouteTables"]
+        nat_routes = [r["NatGatewayId"] for r in table["Routes"] if r.get("NatGatewayId")]
+        assert nat_routes == [out.nat_gateway_ids[az]]
+        nat = ec2.describe_nat_gateways(NatGatewayIds=[out.nat_gateway_ids[az]])["NatGateways"][0]
+        assert ec2.describe_subnets(SubnetIds=[nat["SubnetId"]])["Subnets"][0]["AvailabilityZone"] == az
+
+
+async def test_branches_run_concurrently(client, aws, worker):
+    """While the NAT gateway is still pending, the ALB branch finishes: the steps form a DAG."""
+    held = hold_nat_gateways(aws.session)
+    spec = fast_spec()
+    handle = await client.start_workflow(
+        DeployWorkflow.run, spec, id=f"deploy-{spec.deployment_id}", task_queue=worker.task_queue
+    )
+    progress = await eventually(
+        lambda: handle.query(DeployWorkflow.progress),
+        lambda p: p.step("alb").state == "done" and p.step("tg-app").state == "done",
+    )
+    assert progress.step("nat-ap-northeast-2a").state == "running"
+    assert progress.step("app-0").state == "pending"  # instances wait for the NAT route
+    held.released.set()
+    outputs = await handle.result()
+    final = await handle.query(DeployWorkflow.progress)
+    assert final.phase == "completed" and final.outputs == outputs
+    assert all(step.state == "done" for step in final.steps)
+    assert {r.name for r in outputs.resources} >= {"alb", "tg-app", "sg-app", "app-0", "app-1"}
