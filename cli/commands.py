@@ -48,7 +48,7 @@ class Output:
         self.out = render.stdout_console()
 
     def note(self, text: str) -> None:
-        self.err.print(text)
+        self.err.print(text, soft_wrap=True)
 
     def result(self, payload: dict[str, Any], *tables: Any) -> None:
         if self.as_json:
@@ -135,9 +135,9 @@ async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, lin
         render.outputs_table(outputs),
     )
     if not output.as_json:
-        output.out.print(f"\n[bold green]{outputs.url}[/]  (ALB {outputs.alb_dns_name})")
+        output.out.print(f"\n[bold green]{outputs.url}[/]  (ALB {outputs.alb_dns_name})", soft_wrap=True)
         if link:
-            output.out.print(f"Temporal UI: {link}")
+            output.out.print(f"Temporal UI: {link}", soft_wrap=True)
     return EXIT_OK
 
 
@@ -148,7 +148,8 @@ async def show_progress(handle: WorkflowHandle, result: asyncio.Future, output: 
     if context:
         context.start()
     try:
-        while not result.done():
+        while True:
+            finished = result.done()  # one last look after the end shows the final states
             progress = await query_progress(handle)
             if progress is not None:
                 now = datetime.now(UTC)
@@ -160,6 +161,8 @@ async def show_progress(handle: WorkflowHandle, result: asyncio.Future, output: 
                         if seen.get(step.key) != state and step.state != "pending":
                             seen[step.key] = state
                             output.note(render.step_line(step, now))
+            if finished:
+                break
             await asyncio.wait([result], timeout=POLL_SECONDS)
     finally:
         if context:

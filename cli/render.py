@@ -31,8 +31,9 @@ def elapsed(step: StepProgress, now: datetime) -> str:
 
 def progress_table(progress: DeploymentProgress, now: datetime) -> Table:
     table = Table(title=f"{progress.deployment_id} ({progress.region}): {progress.phase.value}")
-    for column in ("step", "state", "time", "resource"):
+    for column in ("step", "state", "time"):
         table.add_column(column)
+    table.add_column("resource", overflow="fold")
     for step in progress.steps:
         style = STATE_STYLES[step.state]
         table.add_row(
@@ -51,8 +52,7 @@ def step_line(step: StepProgress, now: datetime) -> str:
 
 def outputs_table(outputs: DeploymentOutputs) -> Table:
     table = Table(title=f"Resources of {outputs.deployment_id}")
-    for column in ("kind", "name", "id"):
-        table.add_column(column)
+    add_columns(table)
     table.add_row("vpc", "default" if outputs.vpc_id else "", outputs.vpc_id)
     for az, subnet in outputs.public_subnet_ids.items():
         table.add_row("public subnet (existing)", az, subnet)
@@ -63,12 +63,18 @@ def outputs_table(outputs: DeploymentOutputs) -> Table:
 
 def teardown_table(result: TeardownResult) -> Table:
     table = Table(title=f"Deleted from {result.deployment_id}")
-    for column in ("kind", "name", "id"):
-        table.add_column(column)
+    add_columns(table)
     for item in result.deleted:
         if item.id:
             table.add_row(item.kind.value, item.name, item.id)
     return table
+
+
+def add_columns(table: Table) -> None:
+    """Resource ids are what people copy: never cut them short."""
+    table.add_column("kind")
+    table.add_column("name", overflow="fold")
+    table.add_column("id", overflow="fold")
 
 
 def stderr_console() -> Console:

@@ -98,16 +98,20 @@ class TimingSpec(Strict):
     """Poll intervals and limits: seconds on AWS, milliseconds on moto."""
 
     poll_interval_seconds: PositiveSeconds = Field(5.0, description="Between describe polls.")
-    nat_gateway_timeout_seconds: PositiveSeconds = Field(600.0)
-    load_balancer_timeout_seconds: PositiveSeconds = Field(600.0)
-    instance_timeout_seconds: PositiveSeconds = Field(600.0)
-    targets_healthy_timeout_seconds: PositiveSeconds = Field(900.0)
-    delete_timeout_seconds: PositiveSeconds = Field(900.0)
+    nat_gateway_timeout_seconds: PositiveSeconds = Field(600.0, description="NAT to be `available`.")
+    load_balancer_timeout_seconds: PositiveSeconds = Field(600.0, description="ALB to be `active`.")
+    instance_timeout_seconds: PositiveSeconds = Field(600.0, description="Instances to be `running`.")
+    targets_healthy_timeout_seconds: PositiveSeconds = Field(
+        900.0, description="Targets to pass health checks (the app installs Node.js at boot)."
+    )
+    delete_timeout_seconds: PositiveSeconds = Field(
+        900.0, description="A deletion to finish (NAT `deleted`, instances `terminated`)."
+    )
     heartbeat_timeout_seconds: PositiveSeconds = Field(
         30.0, description="A crashed worker is noticed within this time."
     )
-    retry_initial_interval_seconds: PositiveSeconds = Field(1.0)
-    retry_maximum_interval_seconds: PositiveSeconds = Field(30.0)
+    retry_initial_interval_seconds: PositiveSeconds = Field(1.0, description="First retry delay.")
+    retry_maximum_interval_seconds: PositiveSeconds = Field(30.0, description="Retry delay cap.")
     retry_maximum_attempts: int = Field(10, ge=1, description="Attempts per step for retryable AWS errors.")
 
 

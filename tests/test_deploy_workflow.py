@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, Worker
 
 from models.resources import DeploymentOutputs
 from models.spec import DeploymentSpec
@@ -13,6 +14,7 @@ from tests.support.faults import hold_nat_gateways
 from tests.support.inventory import added, inventory
 from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
+from workflows import WORKFLOWS
 from workflows.deploy import DeployWorkflow
 
 
@@ -146,3 +148,17 @@ async def test_branches_run_concurrently(client, aws, worker):
     assert final.phase == "completed" and final.outputs == outputs
     assert all(step.state == "done" for step in final.steps)
     assert {r.name for r in outputs.resources} >= {"alb", "tg-app", "sg-app", "app-0", "app-1"}
+
+
+async def test_histories_replay_deterministically(client, worker):
+    """The recorded history of a finished run replays against the workflow code without divergence."""
+    spec = fast_spec()
+    handle = await client.start_workflow(
+        DeployWorkflow.run, spec, id=f"deploy-{spec.deployment_id}", task_queue=worker.task_queue
+    )
+    await handle.result()
+    history = await handle.fetch_history()
+    assert len(history.events) < 400
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None
