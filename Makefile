@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test stop install lint fmt
+.PHONY: demo test stop install lint fmt docs
 
 ## Deploy the tutorial's web tier on the embedded default (Temporal dev server + UI, moto, worker).
 demo: install
@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+docs: install
+	$(PY) scripts/spec_reference.py --write
 
 fmt: install
 	$(VENV)/bin/ruff check --fix .

@@ -107,6 +107,9 @@ class TimingSpec(Strict):
     delete_timeout_seconds: PositiveSeconds = Field(
         900.0, description="A deletion to finish (NAT `deleted`, instances `terminated`)."
     )
+    call_timeout_seconds: PositiveSeconds = Field(
+        60.0, description="One attempt of a step that waits for nothing; a dead worker's is retried after it."
+    )
     heartbeat_timeout_seconds: PositiveSeconds = Field(
         30.0, description="A crashed worker is noticed within this time."
     )

@@ -1,6 +1,7 @@
 """Print the spec reference table for README.md, generated from DeploymentSpec so it cannot drift.
 
-`python scripts/spec_reference.py` prints it; a test checks that README.md contains it verbatim.
+`python scripts/spec_reference.py` prints it, `--write` replaces it at the end of README.md; a test
+checks that README.md contains it verbatim.
 """
 
 from __future__ import annotations
@@ -33,12 +34,23 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
 
 
 def table() -> str:
-    lines = ["| setting | type | default | meaning |", "|---|---|---|---|"]
+    lines = [HEADER, "|---|---|---|---|"]
     for path, kind, default, description in rows(DeploymentSpec):
         kind = kind.replace("|", "or").replace("models.spec.", "")
         lines.append(f"| `{path}` | {kind} | `{default}` | {description} |")
     return "\n".join(lines)
 
 
+HEADER = "| setting | type | default | meaning |"
+
+
+def write_readme(readme: Path) -> None:
+    text = readme.read_text()
+    readme.write_text(text[: text.index(HEADER)] + table() + "\n")
+
+
 if __name__ == "__main__":
-    print(table())
+    if "--write" in sys.argv:
+        write_readme(Path(__file__).resolve().parent.parent / "README.md")
+    else:
+        print(table())

@@ -91,6 +91,9 @@ async def test_worker_killed_mid_deployment_resumes_without_duplicates(client, c
 
         down_again = cli.run("down", deployment_id, "--json")
         assert down_again.code == 0 and down_again.json()["deleted"] == []
+
+        second_worker.send_signal(signal.SIGTERM)
+        assert second_worker.wait(timeout=40) == 0  # graceful shutdown, clean exit code
     finally:
         stop(first_worker)
         if second_worker is not None:

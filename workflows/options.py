@@ -11,9 +11,6 @@ from temporalio.workflow import ActivityCancellationType
 from models.resources import Waiting
 from models.spec import TimingSpec
 
-CALL_TIMEOUT = timedelta(minutes=2)
-"""One activity attempt that makes a few AWS calls and waits for nothing."""
-
 WAIT_MARGIN = timedelta(minutes=1)
 COMPENSATION_ATTEMPTS_FACTOR = 3
 """Deletes get more attempts: a dependant may still be going away (DependencyViolation)."""
@@ -35,17 +32,18 @@ def activity_options(
     """Options for `execute_activity_method`.
 
     An activity that waits heartbeats every poll, so a dead worker is noticed within the heartbeat
-    timeout; a quick call has none and is bounded by `CALL_TIMEOUT`. Cancellation waits until the
+    timeout; a quick call has none and is bounded by the call timeout. Cancellation waits until the
     activity has really stopped: a create that finishes after rollback passed it would leak.
     """
+    call_timeout = timedelta(seconds=timing.call_timeout_seconds)
     options: dict[str, Any] = {
         "retry_policy": retry_policy(timing, compensation=compensation),
         "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        "start_to_close_timeout": CALL_TIMEOUT,
+        "start_to_close_timeout": call_timeout,
     }
     if waiting is not None:
         options["start_to_close_timeout"] = (
-            timedelta(seconds=waiting.timeout_seconds) + CALL_TIMEOUT + WAIT_MARGIN
+            timedelta(seconds=waiting.timeout_seconds) + call_timeout + WAIT_MARGIN
         )
         options["heartbeat_timeout"] = timedelta(seconds=timing.heartbeat_timeout_seconds)
     return options

@@ -10,6 +10,7 @@ from models.spec import DeploymentSpec
 FAST_TIMING = {
     "poll_interval_seconds": 0.05,
     "heartbeat_timeout_seconds": 5,
+    "call_timeout_seconds": 10,
     "retry_initial_interval_seconds": 0.05,
     "retry_maximum_interval_seconds": 0.2,
     "retry_maximum_attempts": 3,
