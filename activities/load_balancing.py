@@ -248,5 +248,5 @@ class LoadBalancingActivities:
             request.waiting,
             "every target to pass its health check",
             TargetGroupArn=request.target_group_arn,
-            Targets=[{"Id": i} for i in request.instance_ids],
+            Targets=[{"Id": i, "Port": request.port} for i in request.instance_ids],
         )

@@ -6,6 +6,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from temporalio.service import RPCError
+
 
 class UserError(Exception):
     """Something the user can fix; `str(err)` says what and how."""
@@ -26,6 +28,13 @@ def run_cli(main: Callable[[], int | None]) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         code = err.exit_code
+    except RPCError as err:
+        print(
+            f"error: the Temporal server refused the request: {err.message}. Check TEMPORAL_NAMESPACE "
+            "and the server's health (the Temporal UI shows both).",
+            file=sys.stderr,
+        )
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -158,6 +158,7 @@ class TargetsHealthyInput(Frozen):
     key: ResourceKey
     target_group_arn: str
     instance_ids: list[str]
+    port: int
     waiting: Waiting
 
 

@@ -137,6 +137,7 @@ async def test_cancel_from_the_command_line_rolls_back(client, cli: Cli, tmp_pat
         (["up", "--spec", "/nonexistent.yaml"], {}, 2, "does not exist"),
         (["status", "no-such-deployment"], {}, 4, "no deployment named 'no-such-deployment'"),
         (["down", "x"], {"TEMPORAL_ADDRESS": "127.0.0.1:1"}, 2, "cannot reach the Temporal server"),
+        (["list"], {"TEMPORAL_NAMESPACE": "no-such-namespace"}, 2, "refused the request"),
     ],
 )
 def test_user_errors_are_one_paragraph_without_traceback(cli: Cli, args, env, code, message):

@@ -352,6 +352,7 @@ class DeployWorkflow:
             key=self._key(HEALTHY),
             target_group_arn=group_arn,
             instance_ids=[i.instance_id for i in launched.values()],
+            port=self._spec.app.port,
             waiting=wait,
         )
         await self._step(HEALTHY, LoadBalancingActivities.wait_targets_healthy, request, waiting=wait)
