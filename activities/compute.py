@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, ignore_not_found
-from activities.tags import client_token, key_filters, tag_specifications
+from activities.tags import client_token, first_tagged, key_filters, tag_specifications
 from activities.user_data import render_user_data
 from activities.waits import wait_for
 from models.naming import APP_GROUP
@@ -25,7 +25,7 @@ class ComputeActivities:
         filters = [*key_filters(key), {"Name": "instance-state-name", "Values": states}]
         reservations = self._aws.ec2(key.scope.region).describe_instances(Filters=filters)
         instances = [i for r in reservations["Reservations"] for i in r["Instances"]]
-        return next(iter(instances), None)
+        return first_tagged(instances, key)
 
     def _root_device(self, region: str, ami_id: str) -> str:
         images = self._aws.ec2(region).describe_images(ImageIds=[ami_id])["Images"]

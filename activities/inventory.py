@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code
-from activities.tags import owned_by, scope_filters, tag_value
+from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from models.naming import RESOURCE_TAG, listener, load_balancer_name, target_group_name
 from models.resources import Inventory, Kind, Resource, Scope
 
@@ -39,7 +39,7 @@ class InventoryActivities:
         found: list[Resource] = []
         for kind, operation, field, id_field, extra in EC2_LOOKUPS:
             items = getattr(ec2, operation)(Filters=[*scope_filters(scope), *extra])[field]
-            found += [_resource(kind, item, item[id_field]) for item in items]
+            found += [_resource(kind, item, item[id_field]) for item in all_owned(items, scope)]
         reservations = ec2.describe_instances(
             Filters=[
                 *scope_filters(scope),
@@ -49,7 +49,8 @@ class InventoryActivities:
                 },
             ]
         )["Reservations"]
-        found += [_resource(Kind.INSTANCE, i, i["InstanceId"]) for r in reservations for i in r["Instances"]]
+        instances = all_owned([i for r in reservations for i in r["Instances"]], scope)
+        found += [_resource(Kind.INSTANCE, i, i["InstanceId"]) for i in instances]
         found += self._load_balancing(scope)
         return Inventory(resources=found)
 

@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, ignore_not_found
-from activities.tags import client_token, key_filters, tag_specifications
+from activities.tags import client_token, first_tagged, key_filters, tag_specifications
 from activities.waits import wait_for
 from models.resources import (
     Deleted,
@@ -34,7 +34,7 @@ class NetworkActivities:
 
     def _find_subnet(self, key: ResourceKey) -> dict[str, Any] | None:
         subnets = self._aws.ec2(key.scope.region).describe_subnets(Filters=key_filters(key))
-        return next(iter(subnets["Subnets"]), None)
+        return first_tagged(subnets["Subnets"], key)
 
     @activity.defn
     @aws_errors
@@ -65,7 +65,7 @@ class NetworkActivities:
 
     def _find_address(self, key: ResourceKey) -> dict[str, Any] | None:
         addresses = self._aws.ec2(key.scope.region).describe_addresses(Filters=key_filters(key))
-        return next(iter(addresses["Addresses"]), None)
+        return first_tagged(addresses["Addresses"], key)
 
     @activity.defn
     @aws_errors
@@ -91,7 +91,7 @@ class NetworkActivities:
     def _find_nat_gateway(self, key: ResourceKey, states: list[str]) -> dict[str, Any] | None:
         filters = [*key_filters(key), {"Name": "state", "Values": states}]
         gateways = self._aws.ec2(key.scope.region).describe_nat_gateways(Filters=filters)
-        return next(iter(gateways["NatGateways"]), None)
+        return first_tagged(gateways["NatGateways"], key)
 
     @activity.defn
     @aws_errors
@@ -143,7 +143,7 @@ class NetworkActivities:
 
     def _find_route_table(self, key: ResourceKey) -> dict[str, Any] | None:
         tables = self._aws.ec2(key.scope.region).describe_route_tables(Filters=key_filters(key))
-        return next(iter(tables["RouteTables"]), None)
+        return first_tagged(tables["RouteTables"], key)
 
     @activity.defn
     @aws_errors

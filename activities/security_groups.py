@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, ignore_not_found
-from activities.tags import key_filters, tag_specifications
+from activities.tags import first_tagged, key_filters, tag_specifications
 from models.naming import display_name
 from models.resources import (
     Deleted,
@@ -28,7 +28,7 @@ class SecurityGroupActivities:
 
     def _find(self, key: ResourceKey) -> dict[str, Any] | None:
         groups = self._aws.ec2(key.scope.region).describe_security_groups(Filters=key_filters(key))
-        return next(iter(groups["SecurityGroups"]), None)
+        return first_tagged(groups["SecurityGroups"], key)
 
     @activity.defn
     @aws_errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from models.naming import DEPLOYMENT_TAG, GROUP_TAG, RESOURCE_TAG, display_name
 from models.resources import ResourceKey, Scope
 
@@ -49,3 +51,25 @@ def client_token(key: ResourceKey, run_id: str) -> str:
     the terminated instance, so the workflow run id is part of it.
     """
     return f"{run_id}:{key.name}"[:64]
+
+
+def first_tagged(items: list[dict[str, Any]], key: ResourceKey) -> dict[str, Any] | None:
+    """The first item that really carries the key's tags.
+
+    The server-side tag filter narrows the answer, but the tags are checked again here: moto ignores
+    tag filters on some calls (DescribeNatGateways), and a lookup that returned another deployment's
+    resource would make us adopt or delete it.
+    """
+    return next(
+        (
+            item
+            for item in items
+            if owned_by(item.get("Tags"), key.scope) and tag_value(item.get("Tags"), RESOURCE_TAG) == key.name
+        ),
+        None,
+    )
+
+
+def all_owned(items: list[dict[str, Any]], scope: Scope) -> list[dict[str, Any]]:
+    """Items that really carry the deployment's tag (see `first_tagged`)."""
+    return [item for item in items if owned_by(item.get("Tags"), scope)]
