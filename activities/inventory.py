@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.errors import aws_errors, client_error_code
+from activities.errors import aws_errors
+from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from models.naming import RESOURCE_TAG, listener, load_balancer_name, target_group_name
 from models.resources import Inventory, Kind, Resource, Scope
@@ -57,49 +57,24 @@ class InventoryActivities:
     def _load_balancing(self, scope: Scope) -> list[Resource]:
         elbv2 = self._aws.elbv2(scope.region)
         found: list[Resource] = []
-        for kind, operation, field, arn_field, name in [
-            (
-                Kind.TARGET_GROUP,
-                "describe_target_groups",
-                "TargetGroups",
-                "TargetGroupArn",
-                target_group_name(scope.deployment_id),
-            ),
-            (
-                Kind.LOAD_BALANCER,
-                "describe_load_balancers",
-                "LoadBalancers",
-                "LoadBalancerArn",
-                load_balancer_name(scope.deployment_id),
-            ),
+        for kind, lookup, name in [
+            (Kind.TARGET_GROUP, TARGET_GROUPS, target_group_name(scope.deployment_id)),
+            (Kind.LOAD_BALANCER, LOAD_BALANCERS, load_balancer_name(scope.deployment_id)),
         ]:
-            try:
-                items = getattr(elbv2, operation)(Names=[name])[field]
-            except ClientError as err:
-                if client_error_code(err).endswith("NotFound"):
-                    continue
-                raise
-            for item in items:
-                tags = elbv2.describe_tags(ResourceArns=[item[arn_field]])["TagDescriptions"]
-                tags = tags[0].get("Tags", [])
-                if owned_by(tags, scope):
-                    found.append(
-                        Resource(
-                            kind=kind,
-                            name=tag_value(tags, RESOURCE_TAG) or name,
-                            id=item[arn_field],
-                        )
-                    )
-                    if kind is Kind.LOAD_BALANCER:
-                        listeners = elbv2.describe_listeners(LoadBalancerArn=item[arn_field])
-                        found += [
-                            Resource(
-                                kind=Kind.LISTENER,
-                                name=listener(lsn["Port"]),
-                                id=lsn["ListenerArn"],
-                            )
-                            for lsn in listeners["Listeners"]
-                        ]
+            item = find_by_name(elbv2, lookup, name)
+            if item is None:
+                continue
+            arn = item[lookup.arn_field]
+            tags = tags_of(elbv2, arn)
+            if not owned_by(tags, scope):
+                continue
+            found.append(Resource(kind=kind, name=tag_value(tags, RESOURCE_TAG) or name, id=arn))
+            if kind is Kind.LOAD_BALANCER:
+                listeners = elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
+                found += [
+                    Resource(kind=Kind.LISTENER, name=listener(lsn["Port"]), id=lsn["ListenerArn"])
+                    for lsn in listeners
+                ]
         return found
 
 

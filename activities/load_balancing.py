@@ -6,6 +6,7 @@ and then checked to carry our deployment tag: a name taken by someone else is an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -35,34 +36,55 @@ DEREGISTRATION_DELAY_SECONDS = "30"
 """AWS's default of 300 s would hold every teardown for five minutes."""
 
 
+@dataclass(frozen=True)
+class NamedLookup:
+    """How to find an ELBv2 resource by its account-unique name."""
+
+    operation: str
+    field: str
+    arn_field: str
+    not_found: str
+
+
+TARGET_GROUPS = NamedLookup("describe_target_groups", "TargetGroups", "TargetGroupArn", "TargetGroupNotFound")
+LOAD_BALANCERS = NamedLookup(
+    "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", "LoadBalancerNotFound"
+)
+
+
+def find_by_name(elbv2: Any, lookup: NamedLookup, name: str) -> dict[str, Any] | None:
+    try:
+        return getattr(elbv2, lookup.operation)(Names=[name])[lookup.field][0]
+    except ClientError as err:
+        if client_error_code(err) == lookup.not_found:
+            return None
+        raise
+
+
+def tags_of(elbv2: Any, arn: str) -> list[dict[str, str]]:
+    return elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"][0].get("Tags", [])
+
+
 class LoadBalancingActivities:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
 
-    def _owned(self, key: ResourceKey, arn: str, name: str) -> None:
-        descriptions = self._aws.elbv2(key.scope.region).describe_tags(ResourceArns=[arn])
-        tags = descriptions["TagDescriptions"][0].get("Tags", [])
-        if not owned_by(tags, key.scope):
+    def _find_owned(self, key: ResourceKey, lookup: NamedLookup, name: str) -> dict[str, Any] | None:
+        elbv2 = self._aws.elbv2(key.scope.region)
+        item = find_by_name(elbv2, lookup, name)
+        if item is not None and not owned_by(tags_of(elbv2, item[lookup.arn_field]), key.scope):
             raise ApplicationError(
                 f"the name {name!r} belongs to a resource of another deployment or of someone "
                 "else in this account; choose another deployment_id",
                 type="NameTaken",
                 non_retryable=True,
             )
+        return item
 
     # Target group
 
     def _find_target_group(self, key: ResourceKey) -> dict[str, Any] | None:
-        name = target_group_name(key.scope.deployment_id)
-        try:
-            groups = self._aws.elbv2(key.scope.region).describe_target_groups(Names=[name])
-        except ClientError as err:
-            if client_error_code(err) == "TargetGroupNotFound":
-                return None
-            raise
-        group = groups["TargetGroups"][0]
-        self._owned(key, group["TargetGroupArn"], name)
-        return group
+        return self._find_owned(key, TARGET_GROUPS, target_group_name(key.scope.deployment_id))
 
     @activity.defn
     @aws_errors
@@ -110,16 +132,7 @@ class LoadBalancingActivities:
     # Load balancer
 
     def _find_load_balancer(self, key: ResourceKey) -> dict[str, Any] | None:
-        name = load_balancer_name(key.scope.deployment_id)
-        try:
-            balancers = self._aws.elbv2(key.scope.region).describe_load_balancers(Names=[name])
-        except ClientError as err:
-            if client_error_code(err) == "LoadBalancerNotFound":
-                return None
-            raise
-        balancer = balancers["LoadBalancers"][0]
-        self._owned(key, balancer["LoadBalancerArn"], name)
-        return balancer
+        return self._find_owned(key, LOAD_BALANCERS, load_balancer_name(key.scope.deployment_id))
 
     @activity.defn
     @aws_errors
