@@ -159,6 +159,12 @@ async def test_histories_replay_deterministically(client, worker):
     await handle.result()
     history = await handle.fetch_history()
     assert len(history.events) < 400
+    scheduled = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    summaries = [
+        pydantic_data_converter.payload_converter.from_payload(e.user_metadata.summary) for e in scheduled
+    ]
+    assert len(summaries) == len(scheduled) and all(summaries)  # every activity is labelled in the UI
+    assert "NAT gateway in ap-northeast-2a, until available" in summaries
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None

@@ -11,6 +11,7 @@ import signal
 import uuid
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 from tests.support.inventory import added, inventory
@@ -114,6 +115,13 @@ async def test_cancel_from_the_command_line_rolls_back(client, cli: Cli, tmp_pat
             lambda p: p.step("nat-ap-northeast-2a").state == "running",
             timeout=60,
         )
+        # The run tells its story in the UI: summary, details, and the step now running.
+        description = await handle.describe()
+        assert await description.static_summary() == f"Deploy {deployment_id} to ap-northeast-2"
+        assert "NAT mode single" in (await description.static_details() or "")
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert "running: NAT gateway in ap-northeast-2a" in metadata.current_details
+
         listed = cli.run("list", "--json")
         assert deployment_id in {d["deployment_id"] for d in listed.json()["deployments"]}
 
