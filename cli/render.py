@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 from rich.console import Console
@@ -77,9 +78,13 @@ def add_columns(table: Table) -> None:
     table.add_column("id", overflow="fold")
 
 
+PIPE_WIDTH = 200
+"""Logs and pipes get full resource ids on one line instead of an 80-column fold."""
+
+
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 
 def stdout_console() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
