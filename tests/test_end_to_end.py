@@ -13,9 +13,11 @@ import uuid
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.support.inventory import added, inventory
 from tests.support.processes import Cli, stop
+from tests.support.servers import DurableTemporal, free_port
 from tests.support.specs import FAST_TIMING
 from tests.support.waiting import eventually
 from workflows.deploy import DeployWorkflow
@@ -155,3 +157,32 @@ def test_user_errors_are_one_paragraph_without_traceback(cli: Cli, args, env, co
     assert message in finished.stderr
     assert "Traceback" not in finished.stderr
     assert inventory() == before
+
+
+async def test_server_restart_mid_deployment_resumes(cli: Cli, tmp_path):
+    """The durable dev server is killed while the NAT gateway is pending and started again."""
+    server = DurableTemporal(tmp_path / "temporal.db", free_port())
+    server.start()
+    cli = Cli(server.address, cli.env["TEMPORAL_TASK_QUEUE"])
+    deployment_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    before = inventory()
+    worker = cli.worker(SLOW_NAT_SECONDS="8")
+    try:
+        starter = cli.start("up", "--spec", spec_file(tmp_path, deployment_id), "--json")
+        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        handle = client.get_workflow_handle(f"deploy-{deployment_id}")
+        await eventually(
+            lambda: handle.query(DeployWorkflow.progress),
+            lambda p: p.step("nat-ap-northeast-2a").state == "running",
+            timeout=60,
+        )
+        server.kill()
+        server.start()
+        stdout, stderr = starter.communicate(timeout=180)
+
+        assert starter.returncode == 0, stderr
+        assert json.loads(stdout)["status"] == "COMPLETED"
+        assert {kind: len(ids) for kind, ids in added(before, inventory()).items()} == TUTORIAL_COUNTS
+    finally:
+        stop(worker)
+        server.stop()
