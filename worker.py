@@ -31,20 +31,16 @@ log = logging.getLogger("scaleout.worker")
 
 
 def build_worker(
-    client: Client,
-    queue: str,
-    aws: AwsClients | None = None,
-    executor: ThreadPoolExecutor | None = None,
+    client: Client, queue: str, aws: AwsClients | None = None, threads: int = ACTIVITY_THREADS
 ) -> Worker:
     """The worker as tests and `main` both build it; `aws` lets tests hook the boto3 session."""
-    executor = executor or ThreadPoolExecutor(max_workers=ACTIVITY_THREADS)
     return Worker(
         client,
         task_queue=queue,
         workflows=WORKFLOWS,
         activities=all_activities(aws or AwsClients()),
-        activity_executor=executor,
-        max_concurrent_activities=executor._max_workers,
+        activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity"),
+        max_concurrent_activities=threads,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
@@ -52,16 +48,15 @@ def build_worker(
 async def run_worker(aws: AwsClients | None = None) -> None:
     client = await connect()
     queue = task_queue()
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, queue, aws, executor)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("worker polling task queue %r at %s", queue, client.service_client.config.target_host)
-        async with worker:
-            await stop.wait()
-            log.info("shutting down")
+    worker = build_worker(client, queue, aws)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %r at %s", queue, client.service_client.config.target_host)
+    async with worker:
+        await stop.wait()
+        log.info("shutting down: running activities get %s to finish", GRACEFUL_SHUTDOWN)
 
 
 def main(aws: AwsClients | None = None) -> None:
