@@ -18,6 +18,7 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli import render
@@ -82,6 +83,18 @@ def running(description: WorkflowExecutionDescription | None) -> bool:
     return description is not None and description.status == WorkflowExecutionStatus.RUNNING
 
 
+def failure_message(err: WorkflowFailureError) -> str:
+    """The workflow's own one-paragraph account (failed step, AWS's words, what was rolled back)."""
+    if isinstance(err.cause, CancelledError):
+        return "cancelled; everything the run created was rolled back"
+    if isinstance(err.cause, ApplicationError) and err.cause.type in (
+        "DeploymentFailed",
+        "TeardownIncomplete",
+    ):
+        return err.cause.message
+    return root_message(err)
+
+
 # up
 
 
@@ -125,8 +138,8 @@ async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, lin
     try:
         outputs: DeploymentOutputs = await result
     except WorkflowFailureError as err:
-        status = "CANCELLED" if "cancel" in str(err.cause).lower() else "FAILED"
-        message = root_message(err)
+        status = "CANCELLED" if isinstance(err.cause, CancelledError) else "FAILED"
+        message = failure_message(err)
         output.note(f"[bold red]deployment {deployment_id} {status.lower()}:[/] {message}")
         output.result({**base, "status": status, "error": message, "alb_dns_name": None})
         return EXIT_DEPLOYMENT_FAILED
@@ -219,7 +232,7 @@ async def status(deployment_id: str, as_json: bool) -> int:
         try:
             await handle.result()
         except WorkflowFailureError as err:
-            payload["error"] = root_message(err)
+            payload["error"] = failure_message(err)
     if not as_json:
         output.out.print(
             f"{deployment_id}: {state}" + (f" - {payload['error']}" if "error" in payload else "")
@@ -293,7 +306,7 @@ async def down(deployment_id: str, region: str | None, as_json: bool) -> int:
     try:
         result: TeardownResult = await handle.result()
     except WorkflowFailureError as err:
-        message = root_message(err)
+        message = failure_message(err)
         output.note(f"[bold red]teardown of {deployment_id} incomplete:[/] {message}")
         output.result({"deployment_id": deployment_id, "status": "FAILED", "error": message})
         return EXIT_DEPLOYMENT_FAILED

@@ -186,3 +186,25 @@ async def test_server_restart_mid_deployment_resumes(cli: Cli, tmp_path):
     finally:
         stop(worker)
         server.stop()
+
+
+def test_failed_deployment_exits_1_naming_step_and_fix(cli: Cli, tmp_path):
+    worker = cli.worker("worker")
+    try:
+        before = inventory()
+        failed = cli.run(
+            "up", "--spec", spec_file(tmp_path, f"e2e-{uuid.uuid4().hex[:8]}"),
+            "--set", "instances.ami_id=ami-0123456789abcdef0", "--json",
+        )  # fmt: skip
+        assert failed.code == 1, failed.stderr
+        result = failed.json()
+        assert result["status"] == "FAILED" and result["alb_dns_name"] is None
+        assert "step 'preflight'" in result["error"]
+        assert (
+            "AMI ami-0123456789abcdef0 does not exist in ap-northeast-2; fix instances.ami_id"
+            in result["error"]
+        )
+        assert "Traceback" not in failed.stderr
+        assert inventory() == before
+    finally:
+        stop(worker)
