@@ -117,6 +117,11 @@ async def test_cancel_from_the_command_line_rolls_back(client, cli: Cli, tmp_pat
             lambda p: p.step("nat-ap-northeast-2a").state == "running",
             timeout=60,
         )
+        attached = cli.run("up", "--spec", spec, "--no-wait", "--json")
+        assert attached.code == 0 and "attaching to the running deployment" in attached.stderr
+        runs = [r async for r in client.list_workflows(f"WorkflowId = 'deploy-{deployment_id}'")]
+        assert len(runs) == 1  # attached, not started twice
+
         # The run tells its story in the UI: summary, details, and the step now running.
         description = await handle.describe()
         assert await description.static_summary() == f"Deploy {deployment_id} to ap-northeast-2"
