@@ -25,17 +25,16 @@ class TaskGraph:
         return task
 
     async def run(self) -> None:
+        """Wait for every branch; on the first failure (or cancellation), settle the rest, then raise."""
         try:
-            done, pending = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
-            failed = [t for t in self._tasks if t.done() and not t.cancelled() and t.exception()]
-            if failed:
-                await self._settle()
-                raise failed[0].exception()  # type: ignore[misc]
-            if pending:  # cannot happen: FIRST_EXCEPTION returns early only on an exception
-                await self._settle()
-        except BaseException:
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except BaseException:  # the workflow itself was cancelled
             await self._settle()
             raise
+        failed = [t for t in self._tasks if t.done() and not t.cancelled() and t.exception()]
+        if failed:
+            await self._settle()
+            raise failed[0].exception()  # type: ignore[misc]
 
     async def _settle(self) -> None:
         for task in self._tasks:
