@@ -72,8 +72,14 @@ def test_the_validators_can_fail(tmp_path):
 def test_services_images_and_profiles(resolved):
     services = resolved["services"]
     assert set(services) == {
-        "postgresql", "temporal-schema", "temporal", "temporal-search-attributes", "temporal-ui", "worker", "moto"
-    }  # fmt: skip
+        "postgresql",
+        "temporal-schema",
+        "temporal",
+        "temporal-search-attributes",
+        "temporal-ui",
+        "worker",
+        "moto",
+    }
     assert services["postgresql"]["image"] == "postgres:16"
     assert services["temporal"]["image"] == "temporalio/server:1.31.0"
     assert services["temporal-schema"]["image"] == "temporalio/admin-tools:1.31.0"
