@@ -6,9 +6,7 @@ other's state. Nothing here reaches the network: the AWS endpoint and dummy cred
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 
 import boto3
 import pytest
@@ -20,7 +18,7 @@ from temporalio.worker import Worker
 
 from activities import AwsClients
 from tests.support.servers import free_port, reset_moto, venv_binary
-from worker import build_worker
+from tests.support.workers import running_worker
 
 REGION = "ap-northeast-2"
 
@@ -85,13 +83,6 @@ def ec2() -> object:
 @pytest.fixture
 def elbv2() -> object:
     return boto3.client("elbv2", region_name=REGION)
-
-
-@asynccontextmanager
-async def running_worker(client: Client, aws: AwsClients) -> AsyncIterator[Worker]:
-    worker = build_worker(client, f"tq-{uuid.uuid4()}", aws)
-    async with worker:
-        yield worker
 
 
 @pytest.fixture

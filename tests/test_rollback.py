@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -9,12 +10,15 @@ from temporalio.worker import Worker
 
 from activities import AwsClients
 from models.progress import Phase, StepState
+from models.resources import Scope, TeardownInput
 from models.spec import DeploymentSpec
 from tests.support.faults import InjectedFault, hold_nat_gateways
-from tests.support.inventory import inventory
-from tests.support.specs import fast_spec
+from tests.support.inventory import added, inventory
+from tests.support.specs import FAST_TIMING, fast_spec
 from tests.support.waiting import eventually
+from tests.support.workers import running_worker
 from workflows.deploy import DeployWorkflow
+from workflows.teardown import TeardownWorkflow
 
 # (service, operation, occurrence, the step the failure must be reported at)
 CREATE_CALLS = [
@@ -117,3 +121,36 @@ async def test_transient_errors_are_retried_without_duplicates(client, aws: AwsC
     assert created["security_groups"] == 2 and created["load_balancers"] == 1
     assert created["listeners"] == 1
     assert len(outputs.instance_ids) == 2
+
+
+async def test_undeletable_resource_is_reported_by_id_and_down_removes_it(client, aws: AwsClients, worker):
+    """A compensation that fails for good does not hide its resource, nor stop the other compensations."""
+    InjectedFault("elbv2", "CreateListener").install(aws.session)
+    InjectedFault("ec2", "DeleteSecurityGroup", code="UnauthorizedOperation").install(aws.session)
+    before = inventory()
+    spec = fast_spec()
+    handle = await run(client, worker, spec)
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+
+    progress = await handle.query(DeployWorkflow.progress)
+    left = {entry.split(" ")[0]: entry for entry in progress.left_behind}
+    assert set(left) == {"sg-alb", "sg-app"}
+    for name in left:
+        assert progress.step(name).resource_id in left[name]  # reported by id
+        assert progress.step(name).state is StepState.LEFT_BEHIND
+    message = failure.value.cause.message
+    assert "rollback could not delete" in message and "starter.py down" in message
+    remaining = added(before, inventory())
+    assert set(remaining) <= {"security_groups", "security_group_rules"}  # everything else went
+    assert len(remaining["security_groups"]) == 2
+
+    async with running_worker(client, AwsClients(boto3.Session())) as healthy:
+        request = TeardownInput(
+            scope=Scope(deployment_id=spec.deployment_id, region=spec.region), timing=FAST_TIMING
+        )
+        await client.execute_workflow(
+            TeardownWorkflow.run, request, id=f"teardown-{spec.deployment_id}", task_queue=healthy.task_queue
+        )
+    assert inventory() == before
