@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         plan,
         route_table_zones,
     )
-    from models.progress import DeploymentProgress, Phase, StepProgress, StepState
+    from models.progress import DeploymentProgress, Phase, StepState
     from models.resources import (
         DeleteInput,
         DeploymentOutputs,
@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import DeploymentSpec
     from workflows.graph import TaskGraph
     from workflows.options import activity_options, waiting
+    from workflows.progress import ProgressTracker
     from workflows.saga import Compensation, Saga, root_message, shielded
 
 T = TypeVar("T")
@@ -87,25 +88,21 @@ def workflow_id(deployment_id: str) -> str:
 @workflow.defn
 class DeployWorkflow:
     def __init__(self) -> None:
-        self._progress: DeploymentProgress | None = None
+        self._tracker: ProgressTracker | None = None
 
     @workflow.query
     def progress(self) -> DeploymentProgress:
-        if self._progress is None:
+        if self._tracker is None:
             raise ApplicationError("the deployment has not started yet")
-        return self._progress
+        return self._tracker.progress
 
     @workflow.run
     async def run(self, spec: DeploymentSpec) -> DeploymentOutputs:
         self._spec = spec
         self._scope = Scope(deployment_id=spec.deployment_id, region=spec.region, tags=spec.tags)
-        self._plan = {step.key: step for step in plan(spec)}
-        self._progress = DeploymentProgress(
-            deployment_id=spec.deployment_id,
-            region=spec.region,
-            phase=Phase.PREFLIGHT,
-            steps=[StepProgress(key=s.key, summary=s.summary) for s in self._plan.values()],
-        )
+        steps = plan(spec)
+        self._plan = {step.key: step for step in steps}
+        self._tracker = ProgressTracker(spec.deployment_id, spec.region, steps)
         self._saga = Saga()
         try:
             outputs = await self._deploy()
@@ -114,9 +111,7 @@ class DeployWorkflow:
             if is_cancelled_exception(err):
                 raise
             raise self._failure(err) from err
-        self._progress.phase = Phase.COMPLETED
-        self._progress.outputs = outputs
-        self._show_details()
+        self._tracker.completed(outputs)
         return outputs
 
     # The graph
@@ -126,7 +121,7 @@ class DeployWorkflow:
         pre: PreflightResult = await self._step(
             PREFLIGHT, PreflightActivities.preflight, PreflightInput(spec=spec)
         )
-        self._progress_phase(Phase.CREATING)
+        self._tracker.phase(Phase.CREATING)
         graph = TaskGraph()
         subnets = graph.add(self._private_subnets(pre))
         nats = graph.add(self._nat_gateways(pre))
@@ -163,7 +158,7 @@ class DeployWorkflow:
             load_balancer_arn=lb.arn,
             listener_arn=listener.result(),
             instance_ids=instance_ids,
-            resources=self._created_resources(),
+            resources=self._tracker.created_resources(),
         )
 
     async def _private_subnets(self, pre: PreflightResult) -> dict[str, str]:
@@ -380,9 +375,7 @@ class DeployWorkflow:
         return await self._step(step, activity, request, **kw)
 
     async def _step(self, step: str, activity: Callable[..., T], request: Any, *, waiting: Any = None) -> Any:
-        progress = self._progress_step(step)
-        progress.state, progress.started_at = StepState.RUNNING, workflow.now()
-        self._show_details()
+        self._tracker.started(step)
         try:
             result = await workflow.execute_activity_method(
                 activity,
@@ -391,99 +384,40 @@ class DeployWorkflow:
                 **activity_options(self._spec.timing, waiting),
             )
         except BaseException as err:
-            progress.finished_at = workflow.now()
-            if is_cancelled_exception(err):
-                progress.state = StepState.CANCELLED
-            else:
-                progress.state, progress.error = StepState.FAILED, root_message(err)
-                if self._progress.failed_step is None:
-                    self._progress.failed_step = step
+            self._tracker.ended_with(step, err)
             raise
-        progress.state, progress.finished_at = StepState.DONE, workflow.now()
-        progress.resource_id = _resource_id(result)
-        self._show_details()
+        self._tracker.done(step, result)
         return result
 
     async def _roll_back(self, cause: BaseException) -> None:
-        assert self._progress is not None
-        self._progress.error = None if is_cancelled_exception(cause) else root_message(cause)
-        self._progress_phase(Phase.ROLLING_BACK)
+        tracker = self._tracker
+        cancelled = is_cancelled_exception(cause)
+        tracker.progress.error = None if cancelled else root_message(cause)
+        tracker.phase(Phase.ROLLING_BACK)
 
         async def compensate(compensation: Compensation) -> None:
-            progress = self._progress_step(compensation.step)
-            if progress.state is StepState.PENDING:
-                return  # registered, but its step never started: nothing can exist
-            failed = progress.state is StepState.FAILED
-            progress.state = StepState.COMPENSATING
-            self._show_details()
-            try:
-                await workflow.execute_activity_method(
-                    compensation.activity,
-                    compensation.request,
-                    summary=compensation.summary,
-                    **activity_options(self._spec.timing, compensation.request.waiting, compensation=True),
-                )
-            except BaseException:
-                progress.state = StepState.LEFT_BEHIND
-                raise
-            # A failed step keeps its state and error: that is the story of the run.
-            progress.state = StepState.FAILED if failed else StepState.COMPENSATED
+            failed_before = tracker.step(compensation.step).state is StepState.FAILED
+            tracker.compensating(compensation.step)
+            await workflow.execute_activity_method(
+                compensation.activity,
+                compensation.request,
+                summary=compensation.summary,
+                **activity_options(self._spec.timing, compensation.request.waiting, compensation=True),
+            )
+            tracker.compensated(compensation.step, failed_before=failed_before)
 
-        left_behind = await self._saga.unwind(compensate)
-        self._progress.left_behind = [
-            f"{c.step} (id {self._progress_step(c.step).resource_id or 'unknown'}): {why}"
-            for c, why in left_behind
-        ]
-        cancelled = is_cancelled_exception(cause)
-        self._progress_phase(Phase.CANCELLED if cancelled else Phase.FAILED)
+        for compensation, why in await self._saga.unwind(compensate):
+            tracker.left_behind(compensation.step, why)
+        tracker.phase(Phase.CANCELLED if cancelled else Phase.FAILED)
 
     def _failure(self, err: BaseException) -> ApplicationError:
-        assert self._progress is not None
-        step = self._progress.failed_step or "unknown step"
+        progress = self._tracker.progress
+        step = progress.failed_step or "unknown step"
         summary = self._plan[step].summary if step in self._plan else step
         message = f"step '{step}' ({summary}) failed: {root_message(err)}"
-        if self._progress.left_behind:
-            message += "; rollback could not delete: " + "; ".join(self._progress.left_behind)
+        if progress.left_behind:
+            message += "; rollback could not delete: " + "; ".join(progress.left_behind)
             message += " (run 'starter.py down' to retry)"
         else:
             message += "; everything created was rolled back"
         return ApplicationError(message, type="DeploymentFailed", non_retryable=True)
-
-    # Progress, for the query and the UI
-
-    def _progress_step(self, key: str) -> StepProgress:
-        assert self._progress is not None
-        return self._progress.step(key)
-
-    def _progress_phase(self, phase: Phase) -> None:
-        assert self._progress is not None
-        self._progress.phase = phase
-        self._show_details()
-
-    def _created_resources(self) -> list[Resource]:
-        assert self._progress is not None
-        return [
-            Resource(kind=kind, name=step.key, id=step.resource_id)
-            for step in self._progress.steps
-            if (kind := self._plan[step.key].kind) is not None and step.resource_id
-        ]
-
-    def _show_details(self) -> None:
-        """Markdown for the Temporal UI's 'current details' box."""
-        assert self._progress is not None
-        lines = [
-            f"**{self._progress.deployment_id}** in {self._progress.region}: {self._progress.phase.value}"
-        ]
-        for step in self._progress.steps:
-            if step.state is not StepState.PENDING:
-                suffix = f" `{step.resource_id}`" if step.resource_id else ""
-                lines.append(f"- {step.state.value}: {step.summary}{suffix}")
-        workflow.set_current_details("\n".join(lines))
-
-
-def _resource_id(result: Any) -> str | None:
-    for field in ("id", "arn", "instance_id", "allocation_id", "vpc_id"):
-        value = getattr(result, field, None)
-        if isinstance(value, str):
-            return value
-    return None
