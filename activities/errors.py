@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     WaiterError,
 )
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 P = ParamSpec("P")
@@ -43,6 +44,17 @@ RETRYABLE_CODES = frozenset(
     }
 )
 """Codes that pass by themselves: throttling, AWS-side faults, and deletes whose dependants are going."""
+
+DUPLICATE_CODES = frozenset(
+    {
+        "InvalidSubnet.Conflict",
+        "InvalidGroup.Duplicate",
+        "DuplicateTargetGroupName",
+        "DuplicateLoadBalancerName",
+    }
+)
+"""On a retry these may be our own earlier create, whose reply was lost and which the lookup did not
+see yet (EC2 describes are eventually consistent): retry, and the next lookup finds it."""
 
 ADVICE = {
     "UnauthorizedOperation": "grant the worker's IAM identity this action (see README, 'Permissions')",
@@ -73,6 +85,8 @@ def client_error_code(err: ClientError) -> str:
 def is_retryable(err: ClientError) -> bool:
     code = client_error_code(err)
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
+    if code in DUPLICATE_CODES:
+        return activity.in_activity() and activity.info().attempt > 1
     return code in RETRYABLE_CODES or status >= 500
 
 

@@ -3,6 +3,7 @@ deletes are idempotent (twice, and on something that never existed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -278,3 +279,19 @@ def test_preflight_reports_every_problem_at_once(aws: AwsClients, ec2):
     assert taken["Subnet"]["SubnetId"] in message
     assert "AMI ami-0123456789abcdef0 does not exist" in message
     assert "t9.bogus is not offered" in message
+
+
+def test_duplicate_on_a_retry_is_retried_but_not_on_the_first_attempt(account: Account, ec2):
+    """A conflict on attempt 2+ may be our own create whose reply was lost: look again, don't fail."""
+    ec2.create_subnet(
+        VpcId=account.pre.vpc_id, CidrBlock="172.31.112.0/20", AvailabilityZone="ap-northeast-2a"
+    )
+    first = ActivityEnvironment()
+    with pytest.raises(ApplicationError) as err:
+        first.run(account.network.create_private_subnet, account.subnet())
+    assert err.value.type == "InvalidSubnet.Conflict" and err.value.non_retryable
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    with pytest.raises(ApplicationError) as err:
+        retry.run(account.network.create_private_subnet, account.subnet())
+    assert not err.value.non_retryable
