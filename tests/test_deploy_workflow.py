@@ -71,6 +71,9 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
     assert {i["SubnetId"] for i in instances} == set(subnets)
     assert all("PublicIpAddress" not in i for i in instances)
     assert all(i["MetadataOptions"]["HttpTokens"] == "required" for i in instances)
+    volume_ids = [m["Ebs"]["VolumeId"] for i in instances for m in i["BlockDeviceMappings"]]
+    volumes = ec2.describe_volumes(VolumeIds=volume_ids)["Volumes"]
+    assert len(volumes) == 2 and all(v["Encrypted"] and v["VolumeType"] == "gp3" for v in volumes)
 
     balancers = elbv2.describe_load_balancers()["LoadBalancers"]
     assert len(balancers) == 1
