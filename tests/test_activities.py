@@ -69,6 +69,13 @@ class Account:
     def delete(self, name: str) -> DeleteInput:
         return DeleteInput(key=self.key(name), waiting=WAIT)
 
+    def delete_twice(self, steps: list[tuple[str, Callable[..., Any]]]) -> None:
+        """Each delete in order; then all again, which must find nothing and still succeed."""
+        for name, delete in steps:
+            call(delete, self.delete(name))
+        for name, delete in steps:
+            assert call(delete, self.delete(name)).id is None, name
+
     def subnet(self, az: str = "ap-northeast-2a", cidr: str = "172.31.112.0/20") -> SubnetInput:
         return SubnetInput(
             key=self.key(f"subnet-private-{az}"), vpc_id=self.pre.vpc_id, cidr=cidr, availability_zone=az
@@ -154,9 +161,9 @@ def test_elastic_ip_and_nat_gateway(account: Account):
     nat = call(account.network.create_nat_gateway, account.nat(eip.allocation_id))
     assert call(account.network.create_nat_gateway, account.nat(eip.allocation_id)) == nat
     assert counts()["nat_gateways"] == before["nat_gateways"] + 1
-    for _ in range(2):
-        call(account.network.delete_nat_gateway, account.delete("nat-a"))
-        call(account.network.release_elastic_ip, account.delete("eip-nat-a"))
+    account.delete_twice(
+        [("nat-a", account.network.delete_nat_gateway), ("eip-nat-a", account.network.release_elastic_ip)]
+    )
     assert counts() == before
 
 
@@ -176,14 +183,14 @@ def test_route_table_with_route_and_associations(account: Account, ec2):
     described = ec2.describe_route_tables(RouteTableIds=[table.id])["RouteTables"][0]
     assert [r["NatGatewayId"] for r in described["Routes"] if r.get("NatGatewayId")] == [nat.id]
     assert [a["SubnetId"] for a in described["Associations"]] == [subnet.id]
-    for _ in range(2):
-        for name, fn in [
+    account.delete_twice(
+        [
             ("rt-private", account.network.delete_route_table),
             ("nat-a", account.network.delete_nat_gateway),
             ("eip-nat-a", account.network.release_elastic_ip),
             (subnet.name, account.network.delete_subnet),
-        ]:
-            call(fn, account.delete(name))
+        ]
+    )
     assert counts() == before
 
 
@@ -195,9 +202,9 @@ def test_security_groups_with_rules(account: Account, ec2):
     described = ec2.describe_security_groups(GroupIds=[app.id])["SecurityGroups"][0]
     assert len(described["IpPermissions"]) == 1
     assert described["IpPermissions"][0]["UserIdGroupPairs"][0]["GroupId"] == alb.id
-    for _ in range(2):
-        call(account.groups.delete_security_group, account.delete("sg-app"))
-        call(account.groups.delete_security_group, account.delete("sg-alb"))
+    account.delete_twice(
+        [("sg-app", account.groups.delete_security_group), ("sg-alb", account.groups.delete_security_group)]
+    )
     assert counts() == before
 
 
@@ -230,8 +237,8 @@ def test_load_balancer_target_group_listener_and_targets(account: Account, elbv2
     assert {r.kind.value for r in found.resources} == {
         "security_group", "target_group", "load_balancer", "listener", "subnet", "instance"
     }  # fmt: skip
-    for _ in range(2):
-        for name, fn in [
+    account.delete_twice(
+        [
             ("targets", account.lb.deregister_targets),
             ("listener-80", account.lb.delete_listener),
             ("alb", account.lb.delete_load_balancer),
@@ -239,8 +246,8 @@ def test_load_balancer_target_group_listener_and_targets(account: Account, elbv2
             ("tg-app", account.lb.delete_target_group),
             ("sg-alb", account.groups.delete_security_group),
             (subnet.name, account.network.delete_subnet),
-        ]:
-            call(fn, account.delete(name))
+        ]
+    )
     assert counts() == before
     assert call(account.inventory.discover_resources, account.scope).resources == []
 
