@@ -38,6 +38,8 @@ EXIT_DEPLOYMENT_FAILED = 1
 EXIT_UNKNOWN_DEPLOYMENT = 4
 POLL_SECONDS = 0.5
 QUERY_TIMEOUT = timedelta(seconds=10)
+OUTAGE_PATIENCE = timedelta(minutes=10)
+TRANSIENT_RPC = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN)
 
 
 class Output:
@@ -132,7 +134,7 @@ async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
 
 async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, link: str | None) -> int:
     """Show progress until the run ends, then its outputs or its one-paragraph error."""
-    result = asyncio.ensure_future(handle.result())
+    result = asyncio.ensure_future(outlive_outages(handle, output))
     await show_progress(handle, result, output)
     base = {"deployment_id": deployment_id, "workflow_id": handle.id, "ui": link}
     try:
@@ -152,6 +154,23 @@ async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, lin
         if link:
             output.out.print(f"Temporal UI: {link}", soft_wrap=True)
     return EXIT_OK
+
+
+async def outlive_outages(handle: WorkflowHandle, output: Output) -> Any:
+    """The run's result; a Temporal server that restarts meanwhile only delays it.
+
+    The deployment itself survives the outage (its state is in the server's database); the client's own
+    RPC retries give up after a few seconds, so keep asking for as long as `OUTAGE_PATIENCE` allows.
+    """
+    deadline = asyncio.get_running_loop().time() + OUTAGE_PATIENCE.total_seconds()
+    while True:
+        try:
+            return await handle.result()
+        except RPCError as err:
+            if err.status not in TRANSIENT_RPC or asyncio.get_running_loop().time() > deadline:
+                raise
+            output.note(f"Temporal server unreachable ({err.message}); still waiting for the deployment")
+            await asyncio.sleep(POLL_SECONDS * 4)
 
 
 async def show_progress(handle: WorkflowHandle, result: asyncio.Future, output: Output) -> None:

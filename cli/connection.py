@@ -6,11 +6,14 @@ TEMPORAL_PROFILE and the config file, so a Temporal cluster or Temporal Cloud ne
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from cli.errors import UserError
 
@@ -30,11 +33,25 @@ def connect_config() -> dict:
     return config
 
 
+@functools.cache
+def runtime() -> Runtime:
+    """The SDK's core writes its warnings (e.g. retried RPCs) to stdout by default; stdout belongs to
+    `--json`, so they are forwarded to Python logging, which writes to stderr."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            )
+        )
+    )
+
+
 async def connect() -> Client:
     """Connect with the pydantic converter, so specs and outputs cross the wire as models."""
     config = connect_config()
     try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
+        return await Client.connect(**config, data_converter=pydantic_data_converter, runtime=runtime())
     except RuntimeError as err:
         raise UserError(
             f"cannot reach the Temporal server at {config['target_host']} "

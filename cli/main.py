@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from cli import commands
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    # The SDK core's per-retry warnings are noise here: an outage gets one line of our own instead.
+    logging.getLogger("temporalio.core").setLevel(logging.ERROR)
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "up":
         overrides = dict(parse_assignment(a) for a in args.assignments)

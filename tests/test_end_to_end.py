@@ -6,6 +6,7 @@ test makes slow as on AWS); a new worker picks the deployment up and it complete
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import uuid
@@ -21,6 +22,8 @@ from tests.support.servers import DurableTemporal, free_port
 from tests.support.specs import FAST_TIMING
 from tests.support.waiting import eventually
 from workflows.deploy import DeployWorkflow
+
+OUTAGE_SECONDS = 12
 
 TUTORIAL_COUNTS = {
     "subnets": 2,
@@ -182,11 +185,13 @@ async def test_server_restart_mid_deployment_resumes(cli: Cli, tmp_path):
             timeout=60,
         )
         server.kill()
+        await asyncio.sleep(OUTAGE_SECONDS)  # the fault's duration: longer than the client's own retries
         server.start()
         stdout, stderr = starter.communicate(timeout=180)
 
         assert starter.returncode == 0, stderr
-        assert json.loads(stdout)["status"] == "COMPLETED"
+        assert "Temporal server unreachable" in stderr  # the outage outlasted the client's retries
+        assert json.loads(stdout)["status"] == "COMPLETED"  # stdout stays one JSON object
         assert {kind: len(ids) for kind, ids in added(before, inventory()).items()} == TUTORIAL_COUNTS
     finally:
         stop(worker)
