@@ -146,10 +146,15 @@ def aws_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def is_not_found(err: ClientError) -> bool:
+    """`InvalidVpcID.NotFound`, `ParameterNotFound`, `LoadBalancerNotFound`, ...: the thing is absent."""
+    return client_error_code(err).endswith("NotFound")
+
+
 def ignore_not_found(call: Callable[[], object]) -> None:
     """Deletes are idempotent: a resource that is already gone is what we wanted."""
     try:
         call()
     except ClientError as err:
-        if not client_error_code(err).endswith("NotFound"):
+        if not is_not_found(err):
             raise

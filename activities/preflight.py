@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws_clients import AwsClients
-from activities.errors import aws_errors
+from activities.errors import aws_errors, client_error_code, is_not_found
 from activities.tags import owned_by, tag_value
 from models.naming import RESOURCE_TAG, private_subnet
 from models.resources import PreflightInput, PreflightResult, Scope
@@ -80,7 +80,7 @@ class PreflightActivities:
             try:
                 vpcs = ec2.describe_vpcs(VpcIds=[spec.vpc_id])["Vpcs"]
             except ClientError as err:
-                if "NotFound" not in str(err):
+                if not is_not_found(err):
                     raise
                 vpcs = []
             if not vpcs:
@@ -107,6 +107,8 @@ class PreflightActivities:
                 parameter = self._aws.ssm(spec.region).get_parameter(Name=spec.instances.ami_parameter)
                 ami_id = parameter["Parameter"]["Value"]
             except ClientError as err:
+                if not is_not_found(err):
+                    raise  # throttling or permissions: classified, not reported as a missing AMI
                 problems.append(
                     f"cannot resolve the AMI from SSM parameter {spec.instances.ami_parameter} "
                     f"({err.response['Error'].get('Code')}); set instances.ami_id"
@@ -114,7 +116,9 @@ class PreflightActivities:
                 return ""
         try:
             images = self._aws.ec2(spec.region).describe_images(ImageIds=[ami_id])["Images"]
-        except ClientError:
+        except ClientError as err:
+            if not (is_not_found(err) or client_error_code(err) == "InvalidAMIID.Malformed"):
+                raise
             images = []
         if not images:
             problems.append(f"AMI {ami_id} does not exist in {spec.region}; fix instances.ami_id")

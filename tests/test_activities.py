@@ -302,3 +302,10 @@ def test_duplicate_on_a_retry_is_retried_but_not_on_the_first_attempt(account: A
     with pytest.raises(ApplicationError) as err:
         retry.run(account.network.create_private_subnet, account.subnet())
     assert not err.value.non_retryable
+
+
+def test_preflight_does_not_mistake_an_aws_error_for_a_missing_ami(aws: AwsClients):
+    InjectedFault("ec2", "DescribeImages", code="UnauthorizedOperation").install(aws.session)
+    with pytest.raises(ApplicationError) as err:
+        call(PreflightActivities(aws).preflight, PreflightInput(spec=fast_spec()))
+    assert err.value.type == "UnauthorizedOperation" and "does not exist" not in err.value.message
