@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test stop install lint fmt docs
+.PHONY: demo test soak stop install lint fmt docs
 
 ## Deploy the tutorial's web tier on the embedded default (Temporal dev server + UI, moto, worker).
 demo: install
@@ -13,6 +13,10 @@ demo: install
 ## Run the whole test suite (real Temporal dev server, real boto3 calls against a moto server).
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The large reliability batches (crash runs, transient storm), outside the CI budget.
+soak: install
+	$(PY) -m pytest -m soak $(PYTEST_ARGS)
 
 ## Stop exactly the processes `make demo` started.
 stop:
