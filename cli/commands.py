@@ -16,6 +16,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -24,9 +25,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from cli import render
 from cli.connection import connect, task_queue
 from cli.errors import UserError
-from models.progress import DeploymentProgress
+from models.progress import DeploymentProgress, Phase
 from models.resources import DeploymentOutputs, Scope, TeardownInput, TeardownResult
 from models.spec import DeploymentSpec, TimingSpec
+from workflows import search_attributes
 from workflows.deploy import DeployWorkflow
 from workflows.deploy import workflow_id as deploy_workflow_id
 from workflows.saga import root_message
@@ -35,6 +37,8 @@ from workflows.teardown import workflow_id as teardown_workflow_id
 
 EXIT_OK = 0
 EXIT_DEPLOYMENT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_PAUSED = 3
 EXIT_UNKNOWN_DEPLOYMENT = 4
 POLL_SECONDS = 0.5
 QUERY_TIMEOUT = timedelta(seconds=10)
@@ -107,20 +111,7 @@ async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
     existing = await describe(client.get_workflow_handle(wid))
     if running(existing):
         output.note(f"attaching to the running deployment {spec.deployment_id} (its own spec applies)")
-    handle = await client.start_workflow(
-        DeployWorkflow.run,
-        spec,
-        id=wid,
-        task_queue=task_queue(),
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        memo={"deployment_id": spec.deployment_id, "region": spec.region},
-        static_summary=f"Deploy {spec.deployment_id} to {spec.region}",
-        static_details=(
-            f"Web tier: {spec.instances.count} x {spec.instances.instance_type} behind an ALB, "
-            f"NAT mode {spec.nat_mode.value}, private subnets "
-            + ", ".join(f"{s.cidr} ({s.availability_zone})" for s in spec.private_subnets)
-        ),
-    )
+    handle = await start_deployment(client, spec, output)
     link = ui_link(client, wid, handle.result_run_id)
     if link:
         output.note(f"Temporal UI: {link}")
@@ -132,11 +123,44 @@ async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
     return await follow(handle, output, spec.deployment_id, link)
 
 
+async def start_deployment(client: Client, spec: DeploymentSpec, output: Output) -> WorkflowHandle:
+    options: dict[str, Any] = dict(
+        id=deploy_workflow_id(spec.deployment_id),
+        task_queue=task_queue(),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        memo={"deployment_id": spec.deployment_id, "region": spec.region},
+        static_summary=f"Deploy {spec.deployment_id} to {spec.region}",
+        static_details=(
+            f"Web tier: {spec.instances.count} x {spec.instances.instance_type} behind an ALB, "
+            f"NAT mode {spec.nat_mode.value}, on failure {spec.on_failure.value}, private subnets "
+            + ", ".join(f"{s.cidr} ({s.availability_zone})" for s in spec.private_subnets)
+        ),
+    )
+    attributes = search_attributes.at_start(spec.deployment_id, Phase.PREFLIGHT.value)
+    try:
+        return await client.start_workflow(DeployWorkflow.run, spec, search_attributes=attributes, **options)
+    except RPCError as err:
+        if err.status != RPCStatusCode.INVALID_ARGUMENT or "search attribute" not in err.message.lower():
+            raise
+    output.note(
+        "note: this namespace has no DeploymentId/DeploymentPhase search attributes, so `list --phase` "
+        "and the UI cannot filter by them; register them as docs/temporal-connection.md shows"
+    )
+    return await client.start_workflow(DeployWorkflow.run, spec, **options)
+
+
 async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, link: str | None) -> int:
-    """Show progress until the run ends, then its outputs or its one-paragraph error."""
+    """Show progress until the run ends (or pauses), then its outputs or its one-paragraph error."""
     result = asyncio.ensure_future(outlive_outages(handle, output))
-    await show_progress(handle, result, output)
+    progress = await show_progress(handle, result, output)
     base = {"deployment_id": deployment_id, "workflow_id": handle.id, "ui": link}
+    if not result.done() and progress is not None and progress.phase is Phase.PAUSED:
+        result.cancel()
+        message = paused_message(progress)
+        output.note(f"[bold yellow]deployment {deployment_id} paused:[/] {message}")
+        payload = {**base, "status": "PAUSED", "error": progress.error}
+        output.result({**payload, "progress": progress.model_dump(mode="json")})
+        return EXIT_PAUSED
     try:
         outputs: DeploymentOutputs = await result
     except WorkflowFailureError as err:
@@ -173,16 +197,31 @@ async def outlive_outages(handle: WorkflowHandle, output: Output) -> Any:
             await asyncio.sleep(POLL_SECONDS * 4)
 
 
-async def show_progress(handle: WorkflowHandle, result: asyncio.Future, output: Output) -> None:
+def paused_message(progress: DeploymentProgress) -> str:
+    deadline = progress.pause_deadline
+    when = f" (rolls back by itself at {deadline:%Y-%m-%d %H:%M:%S} UTC)" if deadline else ""
+    failed = progress.failed_step or "a step"
+    return (
+        f"step '{failed}' failed: {progress.error}. Everything created so far is kept. Remove the cause, "
+        f"then run 'starter.py retry {progress.deployment_id}' to run the step again and go on, or "
+        f"'starter.py rollback {progress.deployment_id}' to undo everything{when}."
+    )
+
+
+async def show_progress(
+    handle: WorkflowHandle, result: asyncio.Future, output: Output
+) -> DeploymentProgress | None:
+    """Until the run ends or pauses; returns the last progress seen."""
     live = output.err.is_terminal and not output.as_json
     seen: dict[str, str] = {}
     context = Live(console=output.err, refresh_per_second=4, transient=False) if live else None
     if context:
         context.start()
+    progress = None
     try:
         while True:
             finished = result.done()  # one last look after the end shows the final states
-            progress = await query_progress(handle)
+            progress = await query_progress(handle) or progress
             if progress is not None:
                 now = datetime.now(UTC)
                 if context:
@@ -193,8 +232,8 @@ async def show_progress(handle: WorkflowHandle, result: asyncio.Future, output: 
                         if seen.get(step.key) != state and step.state != "pending":
                             seen[step.key] = state
                             output.note(render.step_line(step, now))
-            if finished:
-                break
+            if finished or (progress is not None and progress.phase is Phase.PAUSED):
+                return progress
             await asyncio.wait([result], timeout=POLL_SECONDS)
     finally:
         if context:
@@ -247,6 +286,9 @@ async def status(deployment_id: str, as_json: bool) -> int:
         else:
             payload["progress"] = progress.model_dump(mode="json")
             tables.append(render.progress_table(progress, datetime.now(UTC)))
+            if progress.phase is Phase.PAUSED:
+                state = payload["status"] = "PAUSED"
+                payload["error"] = paused_message(progress)
     else:
         try:
             await handle.result()
@@ -274,24 +316,84 @@ async def cancel(deployment_id: str, as_json: bool) -> int:
     return EXIT_OK if code == EXIT_DEPLOYMENT_FAILED else code
 
 
-async def list_deployments(as_json: bool) -> int:
+async def watch(deployment_id: str, as_json: bool) -> int:
+    """Follow a deployment started elsewhere, live, until it ends or pauses."""
     output = Output(as_json)
     client = await connect()
-    rows = []
-    async for execution in client.list_workflows("WorkflowType = 'DeployWorkflow'"):
-        rows.append(
-            {
-                "deployment_id": execution.id.removeprefix("deploy-"),
-                "status": execution.status.name if execution.status else "UNKNOWN",
-                "started": execution.start_time.isoformat(timespec="seconds"),
-                "run_id": execution.run_id,
-            }
+    handle, description = await deployment_handle(client, deployment_id)
+    link = ui_link(client, handle.id, description.run_id)
+    if link:
+        output.note(f"Temporal UI: {link}")
+    return await follow(handle, output, deployment_id, link)
+
+
+async def outputs(deployment_id: str) -> int:
+    """The outputs of a completed deployment as JSON, for scripts."""
+    client = await connect()
+    handle, description = await deployment_handle(client, deployment_id)
+    if description.status != WorkflowExecutionStatus.COMPLETED:
+        state = description.status.name if description.status else "UNKNOWN"
+        raise UserError(
+            f"{deployment_id} has no outputs: it is {state}, not COMPLETED; "
+            f"`starter.py status {deployment_id}` tells why",
+            EXIT_DEPLOYMENT_FAILED,
         )
+    result: DeploymentOutputs = await handle.result()
+    print(json.dumps(result.model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+async def decide(deployment_id: str, choice: str, as_json: bool) -> int:
+    """`retry` or `rollback` a paused deployment, then follow it."""
+    output = Output(as_json)
+    client = await connect()
+    handle, description = await deployment_handle(client, deployment_id)
+    if not running(description):
+        state = description.status.name if description.status else "UNKNOWN"
+        raise UserError(f"{deployment_id} is {state}, not paused; only a paused deployment takes {choice}")
+    update = DeployWorkflow.retry if choice == "retry" else DeployWorkflow.rollback
+    try:
+        answer = await handle.execute_update(update, rpc_timeout=QUERY_TIMEOUT)
+    except WorkflowUpdateFailedError as err:
+        raise UserError(f"{deployment_id}: {root_message(err)}") from None
+    output.note(f"{deployment_id}: {answer}")
+    code = await follow(handle, output, deployment_id, ui_link(client, handle.id, description.run_id))
+    if choice == "rollback" and code == EXIT_DEPLOYMENT_FAILED:
+        return EXIT_OK  # rolled back, as asked
+    return code
+
+
+async def list_deployments(as_json: bool, phase: str | None = None) -> int:
+    output = Output(as_json)
+    client = await connect()
+    query = "WorkflowType = 'DeployWorkflow'"
+    if phase is not None:
+        query += f" AND {search_attributes.DEPLOYMENT_PHASE.name} = '{phase}'"
+    rows = []
+    try:
+        async for execution in client.list_workflows(query):
+            attributes = execution.typed_search_attributes
+            rows.append(
+                {
+                    "deployment_id": execution.id.removeprefix("deploy-"),
+                    "status": execution.status.name if execution.status else "UNKNOWN",
+                    "phase": attributes.get(search_attributes.DEPLOYMENT_PHASE),
+                    "started": execution.start_time.isoformat(timespec="seconds"),
+                    "run_id": execution.run_id,
+                }
+            )
+    except RPCError as err:
+        if phase is None or err.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        raise UserError(
+            f"this namespace cannot filter by phase ({err.message}); register the DeploymentPhase "
+            "search attribute as docs/temporal-connection.md shows"
+        ) from None
     table = render.Table(title="Deployments")
-    for column in ("deployment", "status", "started"):
+    for column in ("deployment", "status", "phase", "started"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["deployment_id"], row["status"], row["started"])
+        table.add_row(row["deployment_id"], row["status"], row["phase"] or "", row["started"])
     output.result({"deployments": rows}, table)
     return EXIT_OK
 

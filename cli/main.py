@@ -10,9 +10,11 @@ import sys
 from cli import commands
 from cli.errors import UserError
 from cli.spec_file import load_spec, parse_assignment
+from models.progress import Phase
 
 EPILOG = """exit codes: 0 success; 1 the deployment or teardown failed (and was rolled back, or lists
-what it left); 2 bad input (flags, spec, Temporal unreachable); 4 unknown deployment id.
+what it left); 2 bad input (flags, spec, Temporal unreachable); 3 the deployment is paused after a
+failure and waits for `retry` or `rollback`; 4 unknown deployment id.
 Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE or a temporalio envconfig profile.
 AWS: the standard credential chain; AWS_ENDPOINT_URL points at moto for local runs."""
 
@@ -45,12 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override any spec setting, e.g. --set instances.count=4 --set nat_mode=per_az",
     )
+    up.add_argument(
+        "--on-failure",
+        choices=["rollback", "pause", "keep"],
+        help="when a step fails for good: undo everything (default), pause for retry/rollback, or keep",
+    )
     up.add_argument("--no-wait", dest="wait", action="store_false", help="start and return")
     up.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     for name, text in (
         ("status", "show a deployment's state, steps and resources"),
+        ("watch", "follow a deployment live until it ends or pauses"),
         ("cancel", "cancel a running deployment; it rolls back"),
+        ("retry", "paused deployment: run the failed step again and go on"),
+        ("rollback", "paused deployment: undo everything it created"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("deployment_id")
@@ -61,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--region", help="region of the deployment (default: from its last run)")
     down.add_argument("--json", action="store_true")
 
+    outputs = sub.add_parser("outputs", help="print a completed deployment's outputs as JSON")
+    outputs.add_argument("deployment_id")
+
     listing = sub.add_parser("list", help="list deployments")
+    listing.add_argument("--phase", choices=[p.value for p in Phase], help="only deployments in this phase")
     listing.add_argument("--json", action="store_true")
     return parser
 
@@ -77,12 +91,20 @@ def run(argv: list[str] | None = None) -> int:
             overrides["deployment_id"] = args.deployment_id
         if args.region is not None:
             overrides["region"] = args.region
+        if args.on_failure is not None:
+            overrides["on_failure"] = args.on_failure
         spec = load_spec(args.spec, overrides)
         return asyncio.run(commands.up(spec, args.json, args.wait))
     if args.command == "status":
         return asyncio.run(commands.status(args.deployment_id, args.json))
+    if args.command == "watch":
+        return asyncio.run(commands.watch(args.deployment_id, args.json))
     if args.command == "cancel":
         return asyncio.run(commands.cancel(args.deployment_id, args.json))
+    if args.command in ("retry", "rollback"):
+        return asyncio.run(commands.decide(args.deployment_id, args.command, args.json))
+    if args.command == "outputs":
+        return asyncio.run(commands.outputs(args.deployment_id))
     if args.command == "down":
         return asyncio.run(commands.down(args.deployment_id, args.region, args.json))
-    return asyncio.run(commands.list_deployments(args.json))
+    return asyncio.run(commands.list_deployments(args.json, args.phase))

@@ -13,6 +13,8 @@ from models.resources import DeploymentOutputs
 class Phase(StrEnum):
     PREFLIGHT = "preflight"
     CREATING = "creating"
+    PAUSED = "paused"
+    """A step failed under `on_failure: pause`; the run waits for `retry` or `rollback`."""
     ROLLING_BACK = "rolling_back"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -48,6 +50,10 @@ class DeploymentProgress(BaseModel):
     error: str | None = None
     failed_step: str | None = None
     outputs: DeploymentOutputs | None = None
+    pause_deadline: datetime | None = Field(
+        None, description="While paused: when the run rolls back if nobody decides."
+    )
+    kept: bool = Field(False, description="Failed under `on_failure: keep`: resources were left in place.")
     left_behind: list[str] = Field(
         default_factory=list, description="Resources rollback could not delete, by id, with why."
     )

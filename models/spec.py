@@ -41,6 +41,15 @@ class NatMode(StrEnum):
     """One NAT gateway and route table per AZ (survives an AZ outage)."""
 
 
+class OnFailure(StrEnum):
+    ROLLBACK = "rollback"
+    """Undo everything the run created, newest first (the default)."""
+    PAUSE = "pause"
+    """Keep what exists and wait for `starter.py retry ID` or `starter.py rollback ID`."""
+    KEEP = "keep"
+    """End FAILED and leave everything for inspection; `starter.py down ID` removes it later."""
+
+
 class PrivateSubnetSpec(Strict):
     cidr: ipaddress.IPv4Network = Field(description="CIDR of the private subnet, inside the VPC.")
     availability_zone: str = Field(description="AZ of the subnet, e.g. ap-northeast-2a.")
@@ -113,6 +122,9 @@ class TimingSpec(Strict):
     heartbeat_timeout_seconds: PositiveSeconds = Field(
         30.0, description="A crashed worker is noticed within this time."
     )
+    pause_timeout_seconds: PositiveSeconds = Field(
+        86400.0, description="With `on_failure: pause`, roll back if nobody decides within this time."
+    )
     retry_initial_interval_seconds: PositiveSeconds = Field(1.0, description="First retry delay.")
     retry_maximum_interval_seconds: PositiveSeconds = Field(30.0, description="Retry delay cap.")
     retry_maximum_attempts: int = Field(10, ge=1, description="Attempts per step for retryable AWS errors.")
@@ -142,6 +154,9 @@ class DeploymentSpec(Strict):
     load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
     wait_for_healthy_targets: bool = Field(
         True, description="Finish only when every target passes its health check."
+    )
+    on_failure: OnFailure = Field(
+        OnFailure.ROLLBACK, description="When a step fails for good: `rollback`, `pause` or `keep`."
     )
     timing: TimingSpec = Field(default_factory=TimingSpec)
     tags: dict[str, str] = Field(default_factory=dict, description="Added to every resource.")

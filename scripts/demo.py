@@ -58,6 +58,9 @@ def commands(p: dict[str, int]) -> dict[str, list[str]]:
             "--ui-port", str(p["ui"]),
             "--db-filename", str(STATE / "temporal.db"),
             "--log-level", "warn",
+            # DeploymentId, DeploymentPhase: `list --phase` and the UI filter by them
+            "--search-attribute", "DeploymentId=Keyword",
+            "--search-attribute", "DeploymentPhase=Keyword",
         ],
         "moto": [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(p["moto"])],
         "worker": [sys.executable, str(ROOT / "worker.py")],

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities import AwsClients
 from tests.support.servers import free_port, reset_moto, venv_binary
 from tests.support.workers import running_worker
+from workflows import search_attributes
 
 REGION = "ap-northeast-2"
 
@@ -59,6 +60,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         ui=False,
         dev_server_log_level="error",
+        search_attributes=search_attributes.ALL,
     )
     yield env
     await env.shutdown()

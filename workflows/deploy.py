@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -58,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
         TargetGroupInput,
         TargetsHealthyInput,
     )
-    from models.spec import DeploymentSpec
+    from models.spec import DeploymentSpec, OnFailure
     from workflows.graph import TaskGraph
     from workflows.options import activity_options, waiting
     from workflows.progress import ProgressTracker
@@ -89,12 +90,41 @@ def workflow_id(deployment_id: str) -> str:
 class DeployWorkflow:
     def __init__(self) -> None:
         self._tracker: ProgressTracker | None = None
+        self._retries_requested = 0
+        self._rollback_requested: str | None = None
 
     @workflow.query
     def progress(self) -> DeploymentProgress:
         if self._tracker is None:
             raise ApplicationError("the deployment has not started yet")
         return self._tracker.progress
+
+    # The operator's choice while paused (`on_failure: pause`)
+
+    @workflow.update
+    def retry(self) -> str:
+        """Run the failed step(s) again and go on; the steps before them are not repeated."""
+        self._retries_requested += 1
+        return f"retrying {', '.join(self._failed_steps())}"
+
+    @workflow.update
+    def rollback(self) -> str:
+        self._rollback_requested = "rollback requested by the operator"
+        return "rolling back"
+
+    @retry.validator
+    def _only_while_paused(self) -> None:
+        if self._tracker is None or self._tracker.progress.phase is not Phase.PAUSED:
+            phase = self._tracker.progress.phase.value if self._tracker else "starting"
+            raise ApplicationError(f"the deployment is not paused (it is {phase}); nothing to decide")
+
+    @rollback.validator
+    def _rollback_while_paused(self) -> None:
+        self._only_while_paused()
+
+    def _failed_steps(self) -> list[str]:
+        assert self._tracker is not None
+        return [s.key for s in self._tracker.progress.steps if s.state is StepState.FAILED]
 
     @workflow.run
     async def run(self, spec: DeploymentSpec) -> DeploymentOutputs:
@@ -107,6 +137,9 @@ class DeployWorkflow:
         try:
             outputs = await self._deploy()
         except BaseException as err:
+            if spec.on_failure is OnFailure.KEEP and not is_cancelled_exception(err):
+                self._tracker.kept(err)
+                raise self._failure(err) from err
             await shielded(self._roll_back(err))
             if is_cancelled_exception(err):
                 raise
@@ -375,19 +408,42 @@ class DeployWorkflow:
         return await self._step(step, activity, request, **kw)
 
     async def _step(self, step: str, activity: Callable[..., T], request: Any, *, waiting: Any = None) -> Any:
-        self._tracker.started(step)
+        while True:
+            self._tracker.started(step)
+            try:
+                result = await workflow.execute_activity_method(
+                    activity,
+                    request,
+                    summary=self._plan[step].summary,
+                    **activity_options(self._spec.timing, waiting),
+                )
+            except BaseException as err:
+                self._tracker.ended_with(step, err)
+                if is_cancelled_exception(err) or self._spec.on_failure is not OnFailure.PAUSE:
+                    raise
+                if not await self._paused(err):
+                    raise
+                self._tracker.resumed(step)
+                continue
+            self._tracker.done(step, result)
+            return result
+
+    async def _paused(self, cause: BaseException) -> bool:
+        """Wait for the operator: True to retry the failed step, False to roll back.
+
+        Sibling branches go on meanwhile; those that need the failed step wait for it.
+        """
+        retries_before = self._retries_requested
+        timeout = timedelta(seconds=self._spec.timing.pause_timeout_seconds)
+        self._tracker.paused(cause, workflow.now() + timeout)
         try:
-            result = await workflow.execute_activity_method(
-                activity,
-                request,
-                summary=self._plan[step].summary,
-                **activity_options(self._spec.timing, waiting),
+            await workflow.wait_condition(
+                lambda: self._retries_requested > retries_before or self._rollback_requested is not None,
+                timeout=timeout,
             )
-        except BaseException as err:
-            self._tracker.ended_with(step, err)
-            raise
-        self._tracker.done(step, result)
-        return result
+        except TimeoutError:
+            self._rollback_requested = f"nobody decided within {timeout}"
+        return self._rollback_requested is None
 
     async def _roll_back(self, cause: BaseException) -> None:
         tracker = self._tracker
@@ -415,7 +471,14 @@ class DeployWorkflow:
         step = progress.failed_step or "unknown step"
         summary = self._plan[step].summary if step in self._plan else step
         message = f"step '{step}' ({summary}) failed: {root_message(err)}"
-        if progress.left_behind:
+        if self._rollback_requested:
+            message += f" ({self._rollback_requested})"
+        if progress.kept:
+            message += (
+                "; everything created was kept for inspection "
+                f"(run 'starter.py down {self._spec.deployment_id}' to remove it)"
+            )
+        elif progress.left_behind:
             message += "; rollback could not delete: " + "; ".join(progress.left_behind)
             message += " (run 'starter.py down' to retry)"
         else:

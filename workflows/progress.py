@@ -5,6 +5,7 @@ Kept apart from the workflow so the workflow reads as the DAG and its saga, not 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -14,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from models.plan import PlannedStep
     from models.progress import DeploymentProgress, Phase, StepProgress, StepState
     from models.resources import DeploymentOutputs, Resource
+    from workflows import search_attributes
     from workflows.saga import root_message
 
 
@@ -32,7 +34,25 @@ class ProgressTracker:
 
     def phase(self, phase: Phase) -> None:
         self.progress.phase = phase
+        if search_attributes.DEPLOYMENT_PHASE in workflow.info().typed_search_attributes:
+            # Only when the starter could set them: a namespace without them must still deploy.
+            workflow.upsert_search_attributes([search_attributes.DEPLOYMENT_PHASE.value_set(phase.value)])
         self.show()
+
+    def paused(self, cause: BaseException, deadline: datetime) -> None:
+        self.progress.pause_deadline, self.progress.error = deadline, root_message(cause)
+        self.phase(Phase.PAUSED)
+
+    def resumed(self, key: str) -> None:
+        """`retry`: the failed step runs again, and the run is no longer a failure."""
+        progress = self.progress
+        progress.pause_deadline = progress.error = progress.failed_step = None
+        self.step(key).error = None
+        self.phase(Phase.PREFLIGHT if key == self.progress.steps[0].key else Phase.CREATING)
+
+    def kept(self, cause: BaseException) -> None:
+        self.progress.kept, self.progress.error = True, root_message(cause)
+        self.phase(Phase.FAILED)
 
     def started(self, key: str) -> None:
         step = self.step(key)
