@@ -1,7 +1,8 @@
 """The Temporal worker: runs the deployment workflows and their AWS activities.
 
-Configuration comes from the environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE or a
-temporalio.envconfig profile; AWS through the standard chain, AWS_ENDPOINT_URL included). SIGINT and
+Temporal settings are the starter's (cli/connection.py, docs/temporal-connection.md): a
+temporalio.envconfig profile and TEMPORAL_* variables, TEMPORAL_TASK_QUEUE; AWS through the standard
+chain, AWS_ENDPOINT_URL included. Run as many workers as you like on one task queue. SIGINT and
 SIGTERM stop it gracefully: running activities get `GRACEFUL_SHUTDOWN` to finish, and whatever is cut
 short resumes on the next worker.
 """
@@ -18,8 +19,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import AwsClients, all_activities
-from cli.connection import connect, task_queue
-from cli.errors import run_cli
+from cli.connection import connect, load_settings, task_queue
+from cli.errors import UserError, run_cli
 from workflows import WORKFLOWS
 
 ACTIVITY_THREADS = 32
@@ -46,17 +47,29 @@ def build_worker(
 
 
 async def run_worker(aws: AwsClients | None = None) -> None:
-    client = await connect()
+    settings = load_settings()
+    client = await connect(settings)
     queue = task_queue()
     worker = build_worker(client, queue, aws)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker polling task queue %r at %s", queue, client.service_client.config.target_host)
-    async with worker:
-        await stop.wait()
-        log.info("shutting down: running activities get %s to finish", GRACEFUL_SHUTDOWN)
+    log.info("worker for task queue %r at %s", queue, settings.describe())
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("shutting down: running activities get %s to finish", GRACEFUL_SHUTDOWN)
+    except RuntimeError as err:
+        if "Worker validation failed" not in str(err):
+            raise
+        # The server refused the worker (namespace missing, or the credentials may not use it).
+        reason = str(err).split(": Status {")[0].removeprefix("Worker validation failed: ")
+        raise UserError(
+            f"the worker cannot poll at {settings.describe()}: {settings.redact(reason)}. Check "
+            "TEMPORAL_NAMESPACE (Temporal Cloud: <namespace>.<account id>) and that the API key or "
+            "certificate may use it; see docs/temporal-connection.md."
+        ) from None
 
 
 def main(aws: AwsClients | None = None) -> None:
