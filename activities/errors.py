@@ -59,6 +59,7 @@ see yet (EC2 describes are eventually consistent): retry, and the next lookup fi
 ADVICE = {
     "UnauthorizedOperation": "grant the worker's IAM identity this action (see README, 'Permissions')",
     "AccessDenied": "grant the worker's IAM identity this action (see README, 'Permissions')",
+    "AccessDeniedException": "grant the worker's IAM identity this action (see README, 'Permissions')",
     "AuthFailure": "check the AWS credentials the worker uses",
     "AddressLimitExceeded": "release unused Elastic IPs or ask AWS for a higher quota",
     "InstanceLimitExceeded": "ask AWS for a higher instance quota or deploy fewer instances",
@@ -141,7 +142,10 @@ def aws_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except AWS_EXCEPTIONS as err:
-            raise classify(err) from err
+            # Not chained: the workflow reports the innermost cause, and this message is the one that
+            # names the operation, AWS's code and the fix (the raw botocore text has neither advice
+            # nor, for waiters, the operation).
+            raise classify(err) from None
 
     return wrapper
 
