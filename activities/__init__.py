@@ -10,6 +10,7 @@ from activities.compute import ComputeActivities
 from activities.inventory import InventoryActivities
 from activities.load_balancing import LoadBalancingActivities
 from activities.network import NetworkActivities
+from activities.planning import PlanActivities
 from activities.preflight import PreflightActivities
 from activities.security_groups import SecurityGroupActivities
 
@@ -20,6 +21,7 @@ ACTIVITY_CLASSES = (
     LoadBalancingActivities,
     ComputeActivities,
     InventoryActivities,
+    PlanActivities,
 )
 
 
@@ -43,6 +45,7 @@ __all__ = [
     "InventoryActivities",
     "LoadBalancingActivities",
     "NetworkActivities",
+    "PlanActivities",
     "PreflightActivities",
     "SecurityGroupActivities",
     "all_activities",

@@ -15,10 +15,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, is_not_found
+from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import owned_by, tag_value
-from models.naming import RESOURCE_TAG, private_subnet
+from models.naming import RESOURCE_TAG, load_balancer_name, private_subnet, target_group_name
 from models.resources import PreflightInput, PreflightResult, Scope
 from models.spec import DeploymentSpec, NatMode
+
+
+class PreflightFailed(Exception):
+    """A problem that stops the remaining checks (no VPC to check against)."""
 
 
 class PreflightActivities:
@@ -28,10 +33,23 @@ class PreflightActivities:
     @activity.defn
     @aws_errors
     def preflight(self, request: PreflightInput) -> PreflightResult:
-        spec = request.spec
+        problems, result = self.check(request.spec)
+        if problems or result is None:
+            raise ApplicationError(
+                "preflight found problems, nothing was created:\n- " + "\n- ".join(problems),
+                type="PreflightFailed",
+                non_retryable=True,
+            )
+        return result
+
+    def check(self, spec: DeploymentSpec) -> tuple[list[str], PreflightResult | None]:
+        """Every problem as one line with its fix; the facts the deployment needs when there are none."""
         ec2 = self._aws.ec2(spec.region)
+        try:
+            vpc = self._vpc(ec2, spec)
+        except PreflightFailed as err:
+            return [str(err)], None
         problems: list[str] = []
-        vpc = self._vpc(ec2, spec)
         vpc_cidrs = [
             ipaddress.IPv4Network(block["CidrBlock"])
             for block in vpc.get("CidrBlockAssociationSet", [{"CidrBlock": vpc["CidrBlock"]}])
@@ -53,27 +71,24 @@ class PreflightActivities:
                 )
         problems += _cidr_problems(spec, vpc["VpcId"], vpc_cidrs, subnets, scope)
         public = _public_subnets(spec, subnets, scope)
-        for az in spec.availability_zones:
+        known = [az for az in spec.availability_zones if az in zones]  # a missing AZ is one problem
+        for az in known:
             if az not in public:
                 problems.append(
                     f"no public subnet in {az} of {vpc['VpcId']} for the load balancer and NAT "
                     "gateway; create one (MapPublicIpOnLaunch, route to an internet gateway)"
                 )
         ami_id = self._ami(spec, problems)
-        problems += self._instance_type_problems(spec)
+        problems += self._instance_type_problems(spec, known)
         problems += self._address_quota_problems(spec, scope)
-        if problems:
-            raise ApplicationError(
-                "preflight found problems, nothing was created:\n- " + "\n- ".join(problems),
-                type="PreflightFailed",
-                non_retryable=True,
-            )
-        return PreflightResult(
+        problems += self._name_problems(spec, scope)
+        result = PreflightResult(
             vpc_id=vpc["VpcId"],
             vpc_cidr=str(vpc_cidrs[0]),
             public_subnet_ids=public,
             ami_id=ami_id,
         )
+        return problems, result
 
     def _vpc(self, ec2: Any, spec: DeploymentSpec) -> dict[str, Any]:
         if spec.vpc_id:
@@ -84,19 +99,13 @@ class PreflightActivities:
                     raise
                 vpcs = []
             if not vpcs:
-                raise ApplicationError(
-                    f"VPC {spec.vpc_id} does not exist in {spec.region}; fix vpc_id",
-                    type="PreflightFailed",
-                    non_retryable=True,
-                )
+                raise PreflightFailed(f"VPC {spec.vpc_id} does not exist in {spec.region}; fix vpc_id")
             return vpcs[0]
         vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
         if not vpcs:
-            raise ApplicationError(
+            raise PreflightFailed(
                 f"{spec.region} has no default VPC; set vpc_id, or create one with "
-                "'aws ec2 create-default-vpc'",
-                type="PreflightFailed",
-                non_retryable=True,
+                "'aws ec2 create-default-vpc'"
             )
         return vpcs[0]
 
@@ -124,7 +133,7 @@ class PreflightActivities:
             problems.append(f"AMI {ami_id} does not exist in {spec.region}; fix instances.ami_id")
         return ami_id
 
-    def _instance_type_problems(self, spec: DeploymentSpec) -> list[str]:
+    def _instance_type_problems(self, spec: DeploymentSpec, zones: list[str]) -> list[str]:
         offerings = self._aws.ec2(spec.region).describe_instance_type_offerings(
             LocationType="availability-zone",
             Filters=[{"Name": "instance-type", "Values": [spec.instances.instance_type]}],
@@ -133,7 +142,7 @@ class PreflightActivities:
         return [
             f"instance type {spec.instances.instance_type} is not offered in {az}; choose "
             "another instances.instance_type or another AZ"
-            for az in spec.availability_zones
+            for az in zones
             if az not in offered
         ]
 
@@ -160,6 +169,22 @@ class PreflightActivities:
                 "release unused addresses or request a higher quota"
             ]
         return []
+
+    def _name_problems(self, spec: DeploymentSpec, scope: Scope) -> list[str]:
+        """ALB and target group names are unique per account and region: free, or already ours."""
+        elbv2 = self._aws.elbv2(spec.region)
+        problems = []
+        for what, lookup, name in (
+            ("load balancer", LOAD_BALANCERS, load_balancer_name(spec.deployment_id)),
+            ("target group", TARGET_GROUPS, target_group_name(spec.deployment_id)),
+        ):
+            existing = find_by_name(elbv2, lookup, name)
+            if existing is not None and not owned_by(tags_of(elbv2, existing[lookup.arn_field]), scope):
+                problems.append(
+                    f"the {what} name {name} is taken by {existing[lookup.arn_field]}, which is not "
+                    "this deployment's; choose another deployment_id"
+                )
+        return problems
 
 
 def _cidr_problems(

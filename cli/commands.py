@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,12 +26,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from cli import render
 from cli.connection import connect, task_queue
 from cli.errors import UserError
+from models.cost import estimate
+from models.plan import PlanReport, changes
 from models.progress import DeploymentProgress, Phase
 from models.resources import DeploymentOutputs, Scope, TeardownInput, TeardownResult
 from models.spec import DeploymentSpec, TimingSpec
 from workflows import search_attributes
 from workflows.deploy import DeployWorkflow
 from workflows.deploy import workflow_id as deploy_workflow_id
+from workflows.plan import PlanWorkflow
 from workflows.saga import root_message
 from workflows.teardown import TeardownWorkflow
 from workflows.teardown import workflow_id as teardown_workflow_id
@@ -99,6 +103,45 @@ def failure_message(err: WorkflowFailureError) -> str:
     ):
         return err.cause.message
     return root_message(err)
+
+
+# plan
+
+
+async def plan(spec: DeploymentSpec, as_json: bool) -> int:
+    """Read-only: problems with their fixes, what `up` would create or find, and the standing cost."""
+    output = Output(as_json)
+    client = await connect()
+    try:
+        report: PlanReport = await client.execute_workflow(
+            PlanWorkflow.run,
+            spec,
+            id=f"plan-{spec.deployment_id}-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue(),
+            static_summary=f"Plan {spec.deployment_id} in {spec.region} (read-only)",
+        )
+    except WorkflowFailureError as err:
+        message = f"plan could not check the account: {root_message(err)}"
+        raise UserError(message, EXIT_DEPLOYMENT_FAILED) from None
+    planned = changes(spec, report.existing)
+    cost = estimate(spec)
+    payload = {
+        "deployment_id": spec.deployment_id,
+        "region": spec.region,
+        "ready": not report.problems,
+        "problems": report.problems,
+        "changes": [change.model_dump(mode="json") for change in planned],
+        "cost": cost.model_dump(mode="json"),
+    }
+    output.result(payload, render.plan_table(spec.deployment_id, planned), render.cost_table(cost))
+    for problem in report.problems:
+        output.note(f"[bold red]problem:[/] {problem}")
+    if report.problems:
+        output.note(f"{len(report.problems)} problem(s); `up` would stop at preflight and create nothing")
+        return EXIT_BAD_INPUT
+    creates = sum(1 for change in planned if change.action == "create")
+    output.note(f"ready: {creates} to create, {len(planned) - creates} already there")
+    return EXIT_OK
 
 
 # up

@@ -11,10 +11,11 @@ from cli import commands
 from cli.errors import UserError
 from cli.spec_file import load_spec, parse_assignment
 from models.progress import Phase
+from models.spec import DeploymentSpec
 
 EPILOG = """exit codes: 0 success; 1 the deployment or teardown failed (and was rolled back, or lists
-what it left); 2 bad input (flags, spec, Temporal unreachable); 3 the deployment is paused after a
-failure and waits for `retry` or `rollback`; 4 unknown deployment id.
+what it left); 2 bad input (flags, spec, Temporal unreachable, or `plan` found problems); 3 the
+deployment is paused after a failure and waits for `retry` or `rollback`; 4 unknown deployment id.
 Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE or a temporalio envconfig profile.
 AWS: the standard credential chain; AWS_ENDPOINT_URL points at moto for local runs."""
 
@@ -35,18 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    up = sub.add_parser("up", help="deploy (or attach to the running deployment of the same id)")
-    up.add_argument("--spec", help="YAML or JSON spec file; default: the tutorial's settings")
-    up.add_argument("--id", dest="deployment_id", help="deployment id (overrides the spec's)")
-    up.add_argument("--region", help="AWS region (overrides the spec's)")
-    up.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="PATH=VALUE",
-        help="override any spec setting, e.g. --set instances.count=4 --set nat_mode=per_az",
+    plan = sub.add_parser(
+        "plan", help="check the account against the spec; show what `up` would create and its cost"
     )
+    add_spec_arguments(plan)
+    plan.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    up = sub.add_parser("up", help="deploy (or attach to the running deployment of the same id)")
+    add_spec_arguments(up)
     up.add_argument(
         "--on-failure",
         choices=["rollback", "pause", "keep"],
@@ -80,21 +77,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_spec_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--spec", help="YAML or JSON spec file; default: the tutorial's settings")
+    command.add_argument("--id", dest="deployment_id", help="deployment id (overrides the spec's)")
+    command.add_argument("--region", help="AWS region (overrides the spec's)")
+    command.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override any spec setting, e.g. --set instances.count=4 --set nat_mode=per_az",
+    )
+
+
+def spec_from(args: argparse.Namespace) -> DeploymentSpec:
+    overrides = dict(parse_assignment(a) for a in args.assignments)
+    if args.deployment_id is not None:
+        overrides["deployment_id"] = args.deployment_id
+    if args.region is not None:
+        overrides["region"] = args.region
+    if getattr(args, "on_failure", None) is not None:
+        overrides["on_failure"] = args.on_failure
+    return load_spec(args.spec, overrides)
+
+
 def run(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     # The SDK core's per-retry warnings are noise here: an outage gets one line of our own instead.
     logging.getLogger("temporalio.core").setLevel(logging.ERROR)
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "plan":
+        return asyncio.run(commands.plan(spec_from(args), args.json))
     if args.command == "up":
-        overrides = dict(parse_assignment(a) for a in args.assignments)
-        if args.deployment_id is not None:
-            overrides["deployment_id"] = args.deployment_id
-        if args.region is not None:
-            overrides["region"] = args.region
-        if args.on_failure is not None:
-            overrides["on_failure"] = args.on_failure
-        spec = load_spec(args.spec, overrides)
-        return asyncio.run(commands.up(spec, args.json, args.wait))
+        return asyncio.run(commands.up(spec_from(args), args.json, args.wait))
     if args.command == "status":
         return asyncio.run(commands.status(args.deployment_id, args.json))
     if args.command == "watch":

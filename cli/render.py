@@ -8,6 +8,8 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
+from models.cost import CostEstimate
+from models.plan import PlannedChange
 from models.progress import DeploymentProgress, StepProgress, StepState
 from models.resources import DeploymentOutputs, TeardownResult
 
@@ -59,6 +61,32 @@ def outputs_table(outputs: DeploymentOutputs) -> Table:
         table.add_row("public subnet (existing)", az, subnet)
     for resource in outputs.resources:
         table.add_row(resource.kind.value, resource.name, resource.id)
+    return table
+
+
+def plan_table(deployment_id: str, planned: list[PlannedChange]) -> Table:
+    table = Table(title=f"Plan for {deployment_id}")
+    for column in ("action", "kind", "name", "what"):
+        table.add_column(column)
+    table.add_column("id", overflow="fold")
+    for change in planned:
+        action = "[green]+ create[/]" if change.action == "create" else "[dim]= exists[/]"
+        table.add_row(action, change.kind.value, change.key, change.summary, change.id or "")
+    return table
+
+
+def cost_table(cost: CostEstimate) -> Table:
+    table = Table(
+        title=f"Standing cost (prices of {cost.region}, taken {cost.prices_taken})",
+        caption="; ".join(cost.notes),
+    )
+    for column in ("item", "qty", "USD/hour", "USD/month"):
+        table.add_column(column, justify="left" if column == "item" else "right")
+    for line in cost.lines:
+        hourly = "?" if line.hourly_usd is None else f"{line.hourly_usd:.4f}"
+        monthly = "?" if line.hourly_usd is None else f"{line.hourly_usd * 730:.2f}"
+        table.add_row(line.item, f"{line.quantity:g}", hourly, monthly)
+    table.add_row("[bold]total[/]", "", f"[bold]{cost.hourly_usd:.4f}[/]", f"[bold]{cost.monthly_usd:.2f}[/]")
     return table
 
 

@@ -6,10 +6,10 @@ its compensation share one name.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from models import naming
-from models.resources import Kind
+from models.resources import Kind, PreflightResult, Resource
 from models.spec import DeploymentSpec, NatMode
 
 PREFLIGHT = "preflight"
@@ -117,3 +117,37 @@ def plan(spec: DeploymentSpec) -> list[PlannedStep]:
     if spec.wait_for_healthy_targets:
         steps.append(PlannedStep(key=HEALTHY, summary="Wait until every target is healthy"))
     return steps
+
+
+class PlanReport(BaseModel):
+    """What `plan` found in the account: problems (each with its fix) and what already exists."""
+
+    deployment_id: str
+    region: str
+    problems: list[str]
+    preflight: PreflightResult | None = Field(None, description="None when the VPC itself is missing.")
+    existing: list[Resource] = Field(default_factory=list, description="Resources tagged as ours.")
+
+
+class PlannedChange(BaseModel):
+    key: str
+    summary: str
+    kind: Kind
+    action: str = Field(description="`create`, or `exists` when a resource of this name is already ours.")
+    id: str | None = None
+
+
+def changes(spec: DeploymentSpec, existing: list[Resource]) -> list[PlannedChange]:
+    """Each resource step of the spec, matched by logical name against what the account holds."""
+    found = {resource.name: resource.id for resource in existing}
+    return [
+        PlannedChange(
+            key=step.key,
+            summary=step.summary,
+            kind=step.kind,
+            action="exists" if step.key in found else "create",
+            id=found.get(step.key),
+        )
+        for step in plan(spec)
+        if step.kind is not None
+    ]
