@@ -58,9 +58,6 @@ def commands(p: dict[str, int]) -> dict[str, list[str]]:
             "--ui-port", str(p["ui"]),
             "--db-filename", str(STATE / "temporal.db"),
             "--log-level", "warn",
-            # DeploymentId, DeploymentPhase: `list --phase` and the UI filter by them
-            "--search-attribute", "DeploymentId=Keyword",
-            "--search-attribute", "DeploymentPhase=Keyword",
         ],
         "moto": [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(p["moto"])],
         "worker": [sys.executable, str(ROOT / "worker.py")],
@@ -111,6 +108,31 @@ def start(name: str, command: list[str], env: dict[str, str], port: int | None) 
     print(f"  {name}: started (pid {process.pid}, log {STATE / f'{name}.log'})")
 
 
+SEARCH_ATTRIBUTES = ("DeploymentId", "DeploymentPhase")
+"""`list --phase` and the UI filter by them (workflows/search_attributes.py sets them)."""
+
+
+def register_search_attributes(p: dict[str, int]) -> None:
+    """Idempotent, and also for a database kept from an earlier demo (start-dev's
+    `--search-attribute` flag registers only into a new one)."""
+    temporal = [str(BIN / "temporal"), "operator", "search-attribute"]
+    address = ["--address", f"127.0.0.1:{p['temporal']}", "--namespace", "default"]
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        listed = subprocess.run([*temporal, "list", *address], capture_output=True, text=True)
+        if listed.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"error: Temporal did not answer: {listed.stderr.strip()}")
+        time.sleep(0.5)
+    for name in SEARCH_ATTRIBUTES:
+        if name not in listed.stdout:
+            subprocess.run(
+                [*temporal, "create", *address, "--name", name, "--type", "Keyword"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+
+
 def up(starter_args: list[str]) -> int:
     STATE.mkdir(exist_ok=True)
     p = ports()
@@ -118,6 +140,7 @@ def up(starter_args: list[str]) -> int:
     cmds = commands(p)
     print("Starting the embedded environment:")
     start("temporal", cmds["temporal"], env, p["temporal"])
+    register_search_attributes(p)
     start("moto", cmds["moto"], env, p["moto"])
     start("worker", cmds["worker"], env, None)
     print(f"Temporal UI: http://localhost:{p['ui']}\n")
