@@ -1,7 +1,9 @@
 """Screenshot of a deployment's run in the Temporal UI, with headless Chromium (Debian's `chromium`).
 
 Run it while `make demo` is up:  .venv/bin/python scripts/screenshot_ui.py [--id scaleout-demo]
-It finds the deployment's latest run through the Temporal client and writes docs/ui-run.png.
+It finds the deployment's latest run through the Temporal client and writes one picture per tab of
+the run's page (docs/ui-timeline.png: every activity with its summary on a time axis;
+docs/ui-user-metadata.png: the static summary and details and the current details, step by step).
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ CHROMIUM_FLAGS = [
 ]
 
 
+TABS = ("timeline", "user-metadata")
+
+
 async def run_url(ui: str, deployment_id: str) -> str:
     client = await connect()
     wid = workflow_id(deployment_id)
     description = await client.get_workflow_handle(wid).describe()
-    return f"{ui.rstrip('/')}/namespaces/{client.namespace}/workflows/{wid}/{description.run_id}/history"
+    return f"{ui.rstrip('/')}/namespaces/{client.namespace}/workflows/{wid}/{description.run_id}"
 
 
 def screenshot(url: str, out: Path, width: int, height: int, wait_ms: int) -> None:
@@ -66,14 +71,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--id", default="scaleout-demo", help="deployment id (default: the demo's)")
     parser.add_argument("--ui", default=os.environ.get("TEMPORAL_UI_URL", "http://localhost:8233"))
-    parser.add_argument("--out", default=str(ROOT / "docs" / "ui-run.png"))
+    parser.add_argument("--out-dir", default=str(ROOT / "docs"))
     parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=1300)
     parser.add_argument("--wait-ms", type=int, default=15000)
     args = parser.parse_args()
-    url = asyncio.run(run_url(args.ui, args.id))
-    screenshot(url, Path(args.out), args.width, args.height, args.wait_ms)
-    print(f"{args.out} <- {url}")
+    run = asyncio.run(run_url(args.ui, args.id))
+    for tab in TABS:
+        out = Path(args.out_dir) / f"ui-{tab}.png"
+        screenshot(f"{run}/{tab}", out, args.width, args.height, args.wait_ms)
+        print(f"{out} <- {run}/{tab}")
     return 0
 
 
