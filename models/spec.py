@@ -25,7 +25,10 @@ REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
+MAX_SECONDS = 365 * 24 * 3600.0
+"""Timing settings become Temporal timeouts (Python timedeltas): infinity, NaN or 1e300 would stall the
+run on a workflow task that cannot encode or compute them, so they are refused with the spec."""
+PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
