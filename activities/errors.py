@@ -56,6 +56,15 @@ DUPLICATE_CODES = frozenset(
 """On a retry these may be our own earlier create, whose reply was lost and which the lookup did not
 see yet (EC2 describes are eventually consistent): retry, and the next lookup finds it."""
 
+IN_USE_BY_OPERATION = {
+    ("ReleaseAddress", "AuthFailure"): "the address is still held by a NAT gateway being deleted; "
+    "AWS lets go of it a little after the gateway is gone",
+}
+"""(operation, code) pairs that mean "still in use" for that call only: retryable, not a person's fault.
+Real AWS answers ReleaseAddress with AuthFailure, not InvalidIPAddress.InUse, while the address is on a
+NAT gateway's interface, and for a moment after the gateway shows `deleted` (kops, openshift-install and
+leftovers hit it). The activity found the address with the same credentials first, so credentials are fine."""
+
 ADVICE = {
     "UnauthorizedOperation": "grant the worker's IAM identity this action (see README, 'Permissions')",
     "AccessDenied": "grant the worker's IAM identity this action (see README, 'Permissions')",
@@ -88,6 +97,8 @@ def is_retryable(err: ClientError) -> bool:
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
     if code in DUPLICATE_CODES:
         return activity.in_activity() and activity.info().attempt > 1
+    if (getattr(err, "operation_name", None), code) in IN_USE_BY_OPERATION:
+        return True
     return code in RETRYABLE_CODES or status >= 500
 
 
@@ -96,6 +107,9 @@ def describe(err: ClientError) -> str:
     message = err.response.get("Error", {}).get("Message", "")
     operation = getattr(err, "operation_name", "the AWS call")
     text = f"{operation} failed: {code}: {message}".rstrip(": ")
+    in_use = IN_USE_BY_OPERATION.get((operation, code))
+    if in_use:
+        return f"{text} ({in_use})"
     advice = ADVICE.get(code)
     return f"{text}. To fix: {advice}." if advice else text
 
