@@ -22,6 +22,9 @@ DEFAULT_VPC_CIDR = ipaddress.IPv4Network("172.31.0.0/16")
 DEPLOYMENT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 AZ_PATTERN = re.compile(r"^(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d)[a-z]$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
+TAG_PUNCTUATION = "_.:/=+-@"
+MAX_USER_TAGS = 46
+"""AWS allows 50 tags per resource; the project adds up to 4 (Name, deployment, resource, group)."""
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -95,7 +98,7 @@ class InstancesSpec(Strict):
 class AppSpec(Strict):
     port: Port = Field(3000, description="Port the Node.js API listens on.")
     health_check_path: str = Field(
-        "/", pattern=r"^/[\x21-\x7e]*$", description="Path the target group checks."
+        "/", pattern=r"^/[\x21-\x7e]*$", max_length=1024, description="Path the target group checks."
     )
 
 
@@ -191,9 +194,19 @@ class DeploymentSpec(Strict):
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
+        """AWS's tag limits, checked here: the ALB (the strictest) would refuse them only mid-deployment."""
+        if len(value) > MAX_USER_TAGS:
+            raise ValueError(f"{len(value)} tags; at most {MAX_USER_TAGS} fit beside the project's own")
+        for key, text in value.items():
             if key.lower().startswith("aws:") or key.startswith("scaleout:") or key == "Name":
                 raise ValueError(f"tag key {key!r} is reserved; choose another key")
+            if not 1 <= len(key) <= 128 or len(text) > 256:
+                raise ValueError(f"tag {key[:40]!r}: keys have 1-128 characters, values at most 256")
+            for what, item in (("key", key), ("value", text)):
+                if not all(c.isalnum() or c.isspace() or c in TAG_PUNCTUATION for c in item):
+                    raise ValueError(
+                        f"tag {what} {item!r} may hold only letters, digits, spaces and {TAG_PUNCTUATION}"
+                    )
         return value
 
     @model_validator(mode="after")
