@@ -8,11 +8,12 @@ policy lacks would fail on real AWS; a grant nothing uses is privilege to remove
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import boto3
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.worker import Worker
 
 from activities import AwsClients
 from models.naming import DEPLOYMENT_TAG
@@ -58,7 +59,12 @@ CREATED_BY = {
 statement that requires the deployment tag on them needs every one tagged in the call."""
 
 
-async def run_with_worker(client: Client, recorder: ActionRecorder, scenario, *faults: InjectedFault):
+async def run_with_worker(
+    client: Client,
+    recorder: ActionRecorder,
+    scenario: Callable[[Worker], Awaitable[None]],
+    *faults: InjectedFault,
+) -> None:
     """A fresh session per scenario, watched (and faulted) before it builds its first client."""
     session = recorder.watch(boto3.Session())
     for fault in faults:
@@ -67,7 +73,7 @@ async def run_with_worker(client: Client, recorder: ActionRecorder, scenario, *f
         await scenario(worker)
 
 
-async def deploy(client: Client, worker, spec: DeploymentSpec) -> None:
+async def deploy(client: Client, worker: Worker, spec: DeploymentSpec) -> None:
     await client.execute_workflow(
         DeployWorkflow.run,
         spec,
@@ -76,7 +82,7 @@ async def deploy(client: Client, worker, spec: DeploymentSpec) -> None:
     )
 
 
-async def teardown(client: Client, worker, spec: DeploymentSpec) -> None:
+async def teardown(client: Client, worker: Worker, spec: DeploymentSpec) -> None:
     scope = Scope(deployment_id=spec.deployment_id, region=spec.region)
     request = TeardownInput(scope=scope, timing=FAST_TIMING)
     await client.execute_workflow(
@@ -154,7 +160,7 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
     before = inventory()
     single, per_az, failing = fast_spec(), fast_spec(nat_mode="per_az"), fast_spec(nat_mode="per_az")
 
-    async def single_nat_deploy_repair_teardown(worker) -> None:
+    async def single_nat_deploy_repair_teardown(worker: Worker) -> None:
         await deploy(client, worker, single)
         # Someone deletes the NAT gateway and releases its address: `up` again makes new ones and
         # re-points the existing route table's default route (the only path that calls ReplaceRoute).
@@ -171,11 +177,11 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
         await deploy(client, worker, single)
         await teardown(client, worker, single)
 
-    async def per_az_deploy_teardown(worker) -> None:
+    async def per_az_deploy_teardown(worker: Worker) -> None:
         await deploy(client, worker, per_az)
         await teardown(client, worker, per_az)
 
-    async def late_failure_rolls_back(worker) -> None:
+    async def late_failure_rolls_back(worker: Worker) -> None:
         with pytest.raises(WorkflowFailureError):
             await deploy(client, worker, failing)
 
