@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -33,6 +34,12 @@ class Cli:
             "TEMPORAL_TASK_QUEUE": task_queue,
             "PYTHONUNBUFFERED": "1",
         }
+
+    def without(self, *names: str, **env: str) -> Cli:
+        """The same entry points with some variables removed and others set (e.g. no AWS credentials)."""
+        other = copy.copy(self)
+        other.env = {k: v for k, v in {**self.env, **env}.items() if k not in names}
+        return other
 
     def worker(self, module: str = "tests.support.slow_worker", **env: str) -> subprocess.Popen:
         return subprocess.Popen(
