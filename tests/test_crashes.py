@@ -310,12 +310,6 @@ class SlowSibling:
             self.second_done.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/deploy.py: the per-AZ asyncio.gather in _private_subnets (and _nat_gateways, "
-    "_route_tables, _instances) raises on the first failure while the sibling keeps running; the "
-    "rollback passes the sibling's compensation before its create lands",
-)
 async def test_a_sibling_create_that_lands_after_the_failure_is_rolled_back(client, aws, worker):
     slow = SlowSibling(aws.session, seconds=3)
     before = inventory()

@@ -60,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
         TargetsHealthyInput,
     )
     from models.spec import DeploymentSpec, OnFailure
-    from workflows.graph import TaskGraph
+    from workflows.graph import TaskGraph, gather_settled
     from workflows.options import activity_options, waiting
     from workflows.progress import ProgressTracker
     from workflows.saga import Compensation, Saga, root_message, shielded
@@ -202,7 +202,7 @@ class DeployWorkflow:
             created: Resource = await self._create(name, NetworkActivities.create_private_subnet, request)
             return az, created.id
 
-        pairs = await asyncio.gather(
+        pairs = await gather_settled(
             *(one(str(s.cidr), s.availability_zone) for s in self._spec.private_subnets)
         )
         return dict(pairs)
@@ -228,7 +228,7 @@ class DeployWorkflow:
             )
             return az, eip, nat.id
 
-        results = await asyncio.gather(*(one(az) for az in nat_zones(self._spec)))
+        results = await gather_settled(*(one(az) for az in nat_zones(self._spec)))
         return {az: eip for az, eip, _ in results}, {az: nat for az, _, nat in results}
 
     async def _route_tables(
@@ -254,7 +254,7 @@ class DeployWorkflow:
             )
             return name, created.id
 
-        pairs = await asyncio.gather(*(one(az) for az in route_table_zones(self._spec)))
+        pairs = await gather_settled(*(one(az) for az in route_table_zones(self._spec)))
         return dict(pairs)
 
     async def _alb_security_group(self, pre: PreflightResult) -> str:
@@ -336,7 +336,7 @@ class DeployWorkflow:
             )
             return name, created
 
-        pairs = await asyncio.gather(*(one(i, az) for i, az in enumerate(instance_zones(self._spec))))
+        pairs = await gather_settled(*(one(i, az) for i, az in enumerate(instance_zones(self._spec))))
         return dict(pairs)
 
     async def _register(

@@ -36,7 +36,24 @@ class TaskGraph:
             await self._settle()
             raise failed[0].exception()  # type: ignore[misc]
 
+    async def results(self) -> list[Any]:
+        """`run`, then every branch's result in the order added."""
+        await self.run()
+        return [task.result() for task in self._tasks]
+
     async def _settle(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def gather_settled(*coroutines: Coroutine[Any, Any, T]) -> list[T]:
+    """`asyncio.gather` for sibling steps (one per AZ or instance) with `TaskGraph`'s failure rule.
+
+    With a plain gather, a sibling create still in flight when the other fails would land after the
+    rollback had passed its compensation, and leak.
+    """
+    graph = TaskGraph()
+    for coroutine in coroutines:
+        graph.add(coroutine)
+    return await graph.results()
