@@ -37,6 +37,7 @@ ADDRESS = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 BOOLEANS = {"true", "false", "1", "0"}
 CONNECTION_VARIABLES = {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY"}
 VARIABLE_PREFIXES = ("TEMPORAL_TLS", "TEMPORAL_GRPC_META_")
+NOBODY_THERE = ("tcp connect error", "dns error", "ConnectionRefused")
 TLS_FILES = (  # (field of envconfig's ClientConfigTLS, variable, key in a profile's [tls] table, what)
     ("client_cert", "TEMPORAL_TLS_CLIENT_CERT_PATH", "client_cert_path", "client certificate"),
     ("client_private_key", "TEMPORAL_TLS_CLIENT_KEY_PATH", "client_key_path", "client key"),
@@ -119,8 +120,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         profile = ClientConfigProfile.load(config_file_strict=True, override_env_vars=overrides)
     except RuntimeError as err:
         raise UserError(config_error(err, config_file, profile_name, overrides)) from None
-    if profile.api_key == "":  # `export TEMPORAL_API_KEY=` means no key, not an empty one that turns TLS on
+    # `export TEMPORAL_API_KEY=` means no key (not an empty one that turns TLS on); likewise no server name.
+    if profile.api_key == "":
         profile = dataclasses.replace(profile, api_key=None)
+    if profile.tls is not None and profile.tls.server_name == "":
+        profile = dataclasses.replace(profile, tls=dataclasses.replace(profile.tls, server_name=None))
 
     sources = [f"profile {profile_name or 'default'} in {config_file}"] if config_file.is_file() else []
     if any(name in CONNECTION_VARIABLES or name.startswith(VARIABLE_PREFIXES) for name in env):
@@ -216,13 +220,19 @@ async def connect(settings: Settings | None = None) -> Client:
 
 def unreachable(settings: Settings, err: Exception) -> str:
     text = err.message if isinstance(err, RPCError) else str(err)
-    if settings.tls_on and "InvalidContentType" in text:
+    if isinstance(err, RPCError):
+        hint = "Check the API key or client certificate and that they are allowed in this namespace."
+    elif settings.tls_on and "InvalidContentType" in text:
         hint = (
             "The server answered without TLS; TLS is on because of TEMPORAL_API_KEY or TEMPORAL_TLS* "
             "settings: set TEMPORAL_TLS=false for a server without TLS, or fix the address."
         )
-    elif isinstance(err, RPCError):
-        hint = "Check the API key or client certificate and that they are allowed in this namespace."
+    elif settings.tls_on and not any(cause in text for cause in NOBODY_THERE):
+        hint = (
+            "The TLS handshake or the first call failed: check the server CA "
+            "(TEMPORAL_TLS_SERVER_CA_CERT_PATH), the server name (TEMPORAL_TLS_SERVER_NAME), and for mTLS "
+            "the client certificate and key."
+        )
     else:
         hint = (
             "Start it (`make demo` starts a local one) or point TEMPORAL_ADDRESS / TEMPORAL_PROFILE at "

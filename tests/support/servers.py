@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -34,8 +35,9 @@ def reset_moto(url: str) -> None:
 class DurableTemporal:
     """A Temporal dev server process with a SQLite file, to be killed and started again."""
 
-    def __init__(self, db: Path, port: int) -> None:
-        self.db, self.port = db, port
+    def __init__(self, db: Path, port: int, extra_args: Sequence[str] = ()) -> None:
+        """`extra_args` go to `temporal server start-dev`, e.g. `--namespace NAME` for another namespace."""
+        self.db, self.port, self.extra_args = db, port, list(extra_args)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -45,7 +47,8 @@ class DurableTemporal:
     def start(self, timeout: float = 60) -> None:
         self.process = subprocess.Popen(
             [str(venv_binary("temporal")), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-             "--port", str(self.port), "--db-filename", str(self.db), "--log-level", "error"],
+             "--port", str(self.port), "--db-filename", str(self.db), "--log-level", "error",
+             *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
