@@ -4,7 +4,8 @@ moto answers at once and reports NAT gateways `available`, instances `running`, 
 targets `healthy` on the first poll, so timings on moto say nothing about timings on AWS. This model
 hooks the botocore events of the boto3 session the worker's `AwsClients` use (as tests/support/faults.py
 does) and, from the profile:
-- pads every call to its modelled latency (moto's own time counts towards it);
+- pads every call to its modelled latency (moto's own time counts towards it), and dates what the
+  call did at its modelled reply, so moto's own slowness never delays a modelled resource;
 - remembers when each resource was created or deleted, and rewrites describe answers to `pending`,
   `provisioning`, `initial`, `deleting`, `shutting-down` until the modelled time has passed;
 - models the app: it listens `app_listening` after the instance is `running` *and* its subnet routes
@@ -100,15 +101,17 @@ class LatencyModel:
     ) -> None:
         service, action = model.service_model.service_name, model.name
         started = context.get(STARTED)
-        if started is not None:
-            remaining = self.profile.call(service, action) - (self._clock() - started)
-            if remaining > 0:
-                time.sleep(remaining)
+        answered = self._clock() if started is None else started + self.profile.call(service, action)
+        remaining = answered - self._clock()
+        if remaining > 0:
+            time.sleep(remaining)
         handler = self._after.get((service, action))
         if handler is None or http_response.status_code >= 300:
             return
         with self._lock:
-            handler(context.get(PARAMS) or {}, parsed, self._clock())
+            # Modelled AWS answered at `answered`; moto's own slowness (RunInstances takes 150 ms on
+            # a busy machine) delays the reply but does not delay the modelled resource.
+            handler(context.get(PARAMS) or {}, parsed, answered)
 
     def _lb_going(self, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         """A deleted ALB stays described (as `active`) until its modelled deletion time has passed.
