@@ -111,10 +111,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"TOML config file or unset it (see {DOC})."
         )
     profile_name = env.get("TEMPORAL_PROFILE") or None
-    for name in ("TEMPORAL_TLS", "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION"):
-        if env.get(name) is not None and env[name].lower() not in BOOLEANS:
-            # envconfig would ignore the value, and a TLS table, once any TLS variable exists, means TLS on.
-            raise UserError(f"{name}={env[name]!r} is not a boolean; use true or false (see {DOC}).")
+    check_tls_variables(env)
     overrides = None if environ is None else dict(environ)
     try:
         profile = ClientConfigProfile.load(config_file_strict=True, override_env_vars=overrides)
@@ -150,6 +147,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         rpc_metadata=connect.get("rpc_metadata", {}),
         source=source,
     )
+
+
+def check_tls_variables(env: Mapping[str, str]) -> None:
+    """envconfig ignores a value it cannot parse, yet any TEMPORAL_TLS* variable turns TLS on."""
+    for name in ("TEMPORAL_TLS", "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION"):
+        if env.get(name) is not None and env[name].lower() not in BOOLEANS:
+            raise UserError(f"{name}={env[name]!r} is not a boolean; use true or false (see {DOC}).")
+    if env.get("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION", "").lower() in ("true", "1"):
+        raise UserError(
+            "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION is not supported by the Temporal Python SDK, which "
+            "always verifies the server; name the server's CA with TEMPORAL_TLS_SERVER_CA_CERT_PATH and, "
+            f"if the address is not in its certificate, its name with TEMPORAL_TLS_SERVER_NAME (see {DOC})."
+        )
 
 
 def valid_address(address: str) -> bool:

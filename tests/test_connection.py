@@ -9,6 +9,7 @@ checked to be in that namespace. Bad settings end as one paragraph and exit code
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -19,15 +20,17 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from cli.connection import load_settings
+from cli.connection import load_settings, task_queue
 from tests.support.processes import ROOT, Cli, stop
 from tests.support.servers import DurableTemporal, free_port
 from tests.support.specs import FAST_TIMING
 from tests.support.tls import SERVER_NAME, Certificates, TlsProxy, make_certificates
 from tests.support.waiting import eventually
 
+DOC = (ROOT / "docs" / "temporal-connection.md").read_text()
 NAMESPACE = "scaleout-ops"
 SECRET = "sk-test-do-not-print-4711"
 
@@ -237,6 +240,10 @@ BAD_SETTINGS = {  # name -> (environment, what the message says); {profiles} and
         "Temporal address 'https://my-ns.a1b2c.tmprl.cloud:7233' (from ",
     ),
     "address without a port": ({"TEMPORAL_ADDRESS": "temporal.internal"}, "is not host:port"),
+    "host verification off": (
+        {"TEMPORAL_TLS_DISABLE_HOST_VERIFICATION": "true"},
+        "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION is not supported by the Temporal Python SDK",
+    ),
     "TEMPORAL_TLS not a boolean": (
         {"TEMPORAL_TLS": "yes please"},
         "TEMPORAL_TLS='yes please' is not a boolean",
@@ -278,3 +285,37 @@ def test_worker_in_an_unknown_namespace_exits_2(server):
     assert finished.returncode == 2, finished.stderr
     assert "Namespace no-such-namespace was not found" in finished.stderr
     assert "Check TEMPORAL_NAMESPACE" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_every_variable_in_the_doc_takes_effect(tmp_path, monkeypatch):
+    pem = tmp_path / "x.pem"
+    pem.write_text("PEM")
+    effects = {  # variable -> (value, what load_settings then holds)
+        "TEMPORAL_ADDRESS": ("temporal.internal:7233", lambda s: s.target_host == "temporal.internal:7233"),
+        "TEMPORAL_NAMESPACE": ("deployments", lambda s: s.namespace == "deployments"),
+        "TEMPORAL_API_KEY": (SECRET, lambda s: s.api_key == SECRET and s.tls is True),
+        "TEMPORAL_TLS": ("true", lambda s: isinstance(s.tls, TLSConfig)),
+        "TEMPORAL_TLS_CLIENT_CERT_PATH": (str(pem), lambda s: s.tls.client_cert == b"PEM"),
+        "TEMPORAL_TLS_CLIENT_KEY_PATH": (str(pem), lambda s: s.tls.client_private_key == b"PEM"),
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH": (str(pem), lambda s: s.tls.server_root_ca_cert == b"PEM"),
+        "TEMPORAL_TLS_SERVER_NAME": ("temporal.internal", lambda s: s.tls.domain == "temporal.internal"),
+        "TEMPORAL_GRPC_META_X_TEAM": ("infra", lambda s: s.rpc_metadata == {"x-team": "infra"}),
+    }
+    pair = {"TEMPORAL_TLS_CLIENT_CERT_PATH": str(pem), "TEMPORAL_TLS_CLIENT_KEY_PATH": str(pem)}
+    for variable, (value, holds) in effects.items():
+        env = {**(pair if "CLIENT" in variable else {}), variable: value}
+        assert holds(load_settings(env)), variable
+    assert load_settings({"TEMPORAL_API_KEY": SECRET, "TEMPORAL_TLS": "false"}).tls is False
+    assert load_settings({}).tls is False and load_settings({}).target_host == "localhost:7233"
+    monkeypatch.setenv("TEMPORAL_TASK_QUEUE", "deploy-staging")
+    assert task_queue() == "deploy-staging"
+
+    documented = set(re.findall(r"^\| `(TEMPORAL_[A-Z_]+)", DOC, re.M))
+    tested = {v.removesuffix("X_TEAM") for v in effects} | {"TEMPORAL_TASK_QUEUE"}
+    assert documented == tested
+
+
+def test_the_docs_toml_profile_is_valid():
+    toml = re.search(r"```toml\n(.*?)```", DOC, re.S).group(1)
+    profile = ClientConfig.load(config_source=toml, config_file_strict=True).profiles["ops"]
+    assert profile.address == "temporal.internal:7233" and profile.tls.client_cert is not None
