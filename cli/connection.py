@@ -199,7 +199,8 @@ def check_tls_files(profile: ClientConfigProfile, env: Mapping[str, str], source
     if (profile.tls.client_cert is None) != (profile.tls.client_private_key is None):
         raise UserError(
             "mTLS needs both a client certificate and its key: set TEMPORAL_TLS_CLIENT_CERT_PATH and "
-            f"TEMPORAL_TLS_CLIENT_KEY_PATH (or `tls.client_cert_path` and `tls.client_key_path`) (see {DOC})."
+            "TEMPORAL_TLS_CLIENT_KEY_PATH, or `tls.client_cert_path` and `tls.client_key_path` in the "
+            f"profile (see {DOC})."
         )
 
 
