@@ -1,8 +1,9 @@
 """Count the AWS calls a session makes: the cost side of a deployment (creates, polls, API rate).
 
-Counted at `before-call`, once per API call however many HTTP attempts botocore makes; the call's
-own parameters are kept so a wait's polls (a describe that names its resource) can be told apart
-from find-by-tag lookups.
+Counted at `before-parameter-build`, once per API call however many HTTP attempts botocore makes,
+and before any `before-call` hook can answer in AWS's place (an injected fault is still a call); the
+call's own parameters are kept so a wait's polls (a describe that names its resource) can be told
+apart from find-by-tag lookups.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import boto3
 
 from simulate.profile import LatencyProfile
 
-PARAMS = "simulate.counted_params"
 POLL_IDS = {
     ("ec2", "DescribeNatGateways"): "NatGatewayIds",
     ("ec2", "DescribeInstances"): "InstanceIds",
@@ -54,17 +54,11 @@ class CallCounter:
         self.calls: list[Call] = []
 
     def install(self, session: boto3.Session) -> CallCounter:
-        session.events.register("before-parameter-build", self._keep_params)
-        session.events.register("before-call", self._count)
+        session.events.register("before-parameter-build", self._count)
         return self
 
-    def _keep_params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context[PARAMS] = params
-
-    def _count(self, model: Any, context: dict[str, Any], **_: Any) -> None:
-        call = Call(
-            model.service_model.service_name, model.name, dict(context.get(PARAMS) or {}), self._clock()
-        )
+    def _count(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        call = Call(model.service_model.service_name, model.name, dict(params), self._clock())
         with self._lock:
             self.calls.append(call)
 
