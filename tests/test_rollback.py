@@ -1,10 +1,14 @@
-"""Failure at every create step, and cancellation mid-run: the account ends exactly as it began."""
+"""A permanent failure at every AWS call of a deployment, and cancellation mid-run: the account ends
+exactly as it began."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import boto3
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import Worker
 
@@ -12,37 +16,23 @@ from activities import AwsClients
 from models.progress import Phase, StepState
 from models.resources import Scope, TeardownInput
 from models.spec import DeploymentSpec
-from tests.support.faults import InjectedFault, hold_nat_gateways
+from tests.support.faults import (
+    PERMANENT_CODES,
+    InjectedFault,
+    OperationFaults,
+    SiblingRace,
+    hold_nat_gateways,
+)
 from tests.support.inventory import added, inventory
+from tests.support.servers import reset_moto
 from tests.support.specs import FAST_TIMING, fast_spec
 from tests.support.waiting import eventually
 from tests.support.workers import running_worker
 from workflows.deploy import DeployWorkflow
 from workflows.teardown import TeardownWorkflow
 
-# (service, operation, occurrence, the step the failure must be reported at)
-CREATE_CALLS = [
-    ("ec2", "DescribeVpcs", 1, "preflight"),
-    ("ec2", "CreateSubnet", 1, "subnet-private-"),
-    ("ec2", "CreateSubnet", 2, "subnet-private-"),
-    ("ec2", "AllocateAddress", 1, "eip-nat-ap-northeast-2a"),
-    ("ec2", "CreateNatGateway", 1, "nat-ap-northeast-2a"),
-    ("ec2", "DescribeNatGateways", 2, "nat-ap-northeast-2a"),
-    ("ec2", "CreateRouteTable", 1, "rt-private"),
-    ("ec2", "CreateRoute", 1, "rt-private"),
-    ("ec2", "AssociateRouteTable", 2, "rt-private"),
-    ("ec2", "CreateSecurityGroup", 1, "sg-alb"),
-    ("ec2", "CreateSecurityGroup", 2, "sg-app"),
-    ("ec2", "AuthorizeSecurityGroupIngress", 2, "sg-app"),
-    ("elbv2", "CreateTargetGroup", 1, "tg-app"),
-    ("elbv2", "ModifyTargetGroupAttributes", 1, "tg-app"),
-    ("elbv2", "CreateLoadBalancer", 1, "alb"),
-    ("ec2", "RunInstances", 1, "app-"),
-    ("ec2", "RunInstances", 2, "app-"),
-    ("elbv2", "RegisterTargets", 1, "targets"),
-    ("elbv2", "CreateListener", 1, "listener-80"),
-    ("elbv2", "DescribeTargetHealth", 1, "healthy"),
-]
+Point = tuple[str, str, int]
+"""(service, operation, occurrence): the n-th call of one operation in a deployment."""
 
 
 async def run(client: Client, worker: Worker, spec: DeploymentSpec):
@@ -51,31 +41,107 @@ async def run(client: Client, worker: Worker, spec: DeploymentSpec):
     )
 
 
-@pytest.mark.parametrize(
-    ("service", "operation", "occurrence", "step"),
-    CREATE_CALLS,
-    ids=[f"{op}#{n}" for _, op, n, _ in CREATE_CALLS],
-)
-async def test_permanent_failure_rolls_back_everything(
-    client, aws: AwsClients, worker, service, operation, occurrence, step
+def injection_points(recorded: Counter[tuple[str, str]]) -> list[Point]:
+    """The first and the last call of every operation a fault-free deployment made."""
+    return [(service, op, n) for (service, op), last in sorted(recorded.items()) for n in sorted({1, last})]
+
+
+async def record_calls(
+    client: Client, worker: Worker, faults: OperationFaults, moto_url: str, nat_mode: str
+) -> Counter[tuple[str, str]]:
+    """A fault-free deployment, its calls counted by operation; then a clean account."""
+    faults.arm(None)
+    await (await run(client, worker, fast_spec(nat_mode=nat_mode))).result()
+    recorded = Counter(faults.counts)
+    reset_moto(moto_url)  # the next deployments reuse the tutorial's subnet ranges
+    return recorded
+
+
+async def summary_of(handle: WorkflowHandle, activity_id: str) -> str:
+    """The UI summary of the step whose activity made the failed call, from the run's history."""
+    async for event in handle.fetch_history_events():
+        scheduled = event.activity_task_scheduled_event_attributes
+        if scheduled.activity_id == activity_id:
+            return pydantic_data_converter.payload_converter.from_payload(event.user_metadata.summary)
+    raise AssertionError(f"activity {activity_id} is not in the history")
+
+
+async def inject(
+    client: Client, worker: Worker, faults: OperationFaults, point: Point, nat_mode: str
+) -> list[str]:
+    """Fail one call for good; what went wrong, if anything (empty: failed cleanly, rolled back)."""
+    service, operation, _ = point
+    before = inventory()
+    faults.arm(point)
+    handle = await run(client, worker, fast_spec(nat_mode=nat_mode))
+    try:
+        await handle.result()
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+    else:
+        return ["the deployment completed: the fault never fired"]
+    hit, problems = faults.hit, []
+    if hit is None or hit.activity_id is None:
+        return [f"the fault fired outside an activity: {hit}"]
+    if not (isinstance(cause, ApplicationError) and cause.type == "DeploymentFailed"):
+        return [f"unexpected failure {cause!r}"]
+    progress = await handle.query(DeployWorkflow.progress)
+    summary = await summary_of(handle, hit.activity_id)
+    code = PERMANENT_CODES[service]
+    expected = [f"step '{progress.failed_step}' ({summary}) failed", f"{operation} failed: {code}", "To fix"]
+    expected.append("everything created was rolled back")
+    problems += [f"message lacks {text!r}: {cause.message}" for text in expected if text not in cause.message]
+    if progress.phase is not Phase.FAILED or progress.left_behind:
+        problems.append(f"phase {progress.phase}, left behind {progress.left_behind}")
+    if (await handle.describe()).status != WorkflowExecutionStatus.FAILED:
+        problems.append("the run did not end FAILED")
+    leaked = added(before, inventory())
+    missing = added(inventory(), before)
+    if leaked or missing:
+        problems.append(f"inventory changed: left {leaked}, removed {missing}")
+    return problems
+
+
+@pytest.mark.parametrize("nat_mode", ["single", pytest.param("per_az", marks=pytest.mark.soak)])
+async def test_permanent_failure_at_every_call_rolls_back_everything(
+    client, aws: AwsClients, worker, moto_url, nat_mode
 ):
-    fault = InjectedFault(service, operation, occurrences={occurrence}).install(aws.session)
+    """Every operation of a deployment, failed for good at its first and its last call.
+
+    The injection points come from a recorded fault-free run, so a call added to the deployment is
+    covered without editing this test.
+    """
+    faults = OperationFaults(aws.session)
+    recorded = await record_calls(client, worker, faults, moto_url, nat_mode)
+    points = injection_points(recorded)
+    report: dict[Point, list[str]] = {}
+    fired: set[tuple[str, str]] = set()
+    for point in points:
+        report[point] = await inject(client, worker, faults, point, nat_mode)
+        if faults.hit is not None:
+            fired.add((faults.hit.service, faults.hit.operation))
+        if report[point]:
+            reset_moto(moto_url)  # a leak must not spill into the next point's preflight
+    print(f"fault matrix ({nat_mode}): {len(points)} injection points over {len(recorded)} operations")
+    failed = {point: problems for point, problems in report.items() if problems}
+    assert not failed, "\n".join(f"{p}: {'; '.join(problems)}" for p, problems in failed.items())
+    assert fired == set(recorded) and len(recorded) > 20  # a fault went off in every operation it calls
+
+
+async def test_rollback_waits_for_a_sibling_create_in_flight(client, aws: AwsClients, worker):
+    """One instance fails for good while the other's RunInstances is on the wire: nothing may leak.
+
+    The two instances are concurrent branches of one step; the rollback must stop and settle the
+    sibling before it unwinds, or the sibling's instance lands after its compensation found nothing.
+    """
+    race = SiblingRace(aws.session, "ec2", "RunInstances", lookup="DescribeInstances")
     before = inventory()
     handle = await run(client, worker, fast_spec())
 
-    with pytest.raises(WorkflowFailureError) as failure:
+    with pytest.raises(WorkflowFailureError):
         await handle.result()
-
-    assert fault.failed == 1
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "DeploymentFailed"
-    assert f"step '{step}" in cause.message
-    assert "UnauthorizedOperation" in cause.message and "rolled back" in cause.message
+    assert race.calls == 2 and race.held_resource is not None  # the race was run
     assert inventory() == before
-    progress = await handle.query(DeployWorkflow.progress)
-    assert progress.phase is Phase.FAILED and progress.left_behind == []
-    assert any(s.state is StepState.FAILED for s in progress.steps)
-    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
 
 
 async def test_cancel_mid_run_rolls_back_and_ends_cancelled(client, aws: AwsClients, worker):

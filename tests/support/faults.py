@@ -7,12 +7,16 @@ same `ClientError` it would raise for AWS's answer, and its retry logic sees it 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from temporalio import activity
+
+from models.naming import RESOURCE_TAG
 
 
 def error_response(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
@@ -91,3 +95,132 @@ def slow_nat_gateways(session: boto3.Session, seconds: float) -> None:
                 gateway["State"] = "pending"
 
     session.events.register("after-call.ec2.DescribeNatGateways", rewrite)
+
+
+# Calls by operation: the fault matrix
+
+
+def operation_of(model: Any) -> tuple[str, str]:
+    """(service, operation) as the boto3 client names them: ("ec2", "CreateSubnet"), ("elbv2", ...)."""
+    return model.service_model.service_name, model.name
+
+
+PERMANENT_CODES = {"ec2": "UnauthorizedOperation", "elbv2": "AccessDenied", "ssm": "AccessDeniedException"}
+"""What each service answers a caller who lacks the permission: an error no retry can fix."""
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """The call a fault hit, and the activity (by id in the workflow history) that made it."""
+
+    service: str
+    operation: str
+    occurrence: int
+    activity_id: str | None
+    activity_type: str | None
+
+
+class OperationFaults:
+    """Counts every AWS call per operation; when armed, fails the n-th call of one operation for good.
+
+    Install it before the worker makes its first call: a boto3 client copies the session's event
+    hooks when it is built, so hooks added later never reach it.
+    """
+
+    def __init__(self, session: boto3.Session) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.target: tuple[str, str, int] | None = None
+        self.hit: CallSite | None = None
+        session.events.register("before-call", self._handle)
+
+    def arm(self, target: tuple[str, str, int] | None) -> None:
+        """Start counting afresh; `target` = (service, operation, occurrence), None records only."""
+        with self._lock:
+            self.counts, self.target, self.hit = Counter(), target, None
+
+    def _handle(self, model: Any, **_: Any) -> tuple[AWSResponse, dict] | None:
+        service, operation = operation_of(model)
+        with self._lock:
+            self.counts[service, operation] += 1
+            if self.target != (service, operation, self.counts[service, operation]):
+                return None
+            info = activity.info() if activity.in_activity() else None
+            self.hit = CallSite(
+                service,
+                operation,
+                self.counts[service, operation],
+                info.activity_id if info else None,
+                info.activity_type if info else None,
+            )
+        code = PERMANENT_CODES.get(service, "UnauthorizedOperation")
+        return error_response(code, "injected by the fault matrix")
+
+
+class SiblingRace:
+    """Fail the first call of a create for good and hold the second (a sibling branch's) in flight.
+
+    A rollback that stops and settles its running siblings first cancels the held activity (the SDK
+    raises in its thread, so the create never leaves). One that unwinds without settling reaches the
+    held resource's compensation first: the create is then let through right after that
+    compensation's lookup (`lookup`) came back empty, and the resource leaks, every time.
+    """
+
+    def __init__(self, session: boto3.Session, service: str, create: str, lookup: str) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.calls = 0
+        self.held_resource: str | None = None
+        self.holding = False
+        self.released = threading.Event()
+        self.landed = threading.Event()
+        # `before-parameter-build` sees the API parameters (tags, filters); `before-call` the wire format.
+        session.events.register(f"before-parameter-build.{service}.{create}", self._name_create)
+        session.events.register(f"before-call.{service}.{create}", self._before_create)
+        session.events.register(f"after-call.{service}.{create}", self._after_create)
+        session.events.register(f"before-parameter-build.{service}.{lookup}", self._before_lookup)
+        session.events.register(f"after-call.{service}.{lookup}", self._after_lookup)
+
+    def _name_create(self, params: dict[str, Any], **_: Any) -> None:
+        self._local.resource = resource_tag(params)
+
+    def _before_create(self, **_: Any) -> tuple[AWSResponse, dict] | None:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        if call == 1:
+            return error_response("UnauthorizedOperation", "injected: the first call fails for good")
+        if call == 2:
+            self.held_resource, self._local.held, self.holding = self._local.resource, True, True
+            try:
+                while not self.released.is_set():
+                    activity.heartbeat("held in flight by the test")
+                    if activity.wait_for_cancelled_sync(timeout=0.05):
+                        break  # cancelled but not interrupted: the create goes out, as one on the wire
+            finally:
+                self.holding = False
+        return None
+
+    def _after_create(self, **_: Any) -> None:
+        if getattr(self._local, "held", False):
+            self.landed.set()
+
+    def _before_lookup(self, params: dict[str, Any], **_: Any) -> None:
+        """Mark the held resource's own compensation, looking for it."""
+        wanted = [f["Values"] for f in params.get("Filters", []) if f.get("Name") == f"tag:{RESOURCE_TAG}"]
+        compensating = activity.in_activity() and not activity.info().activity_type.startswith("launch")
+        self._local.compensation = compensating and [self.held_resource] in wanted
+
+    def _after_lookup(self, **_: Any) -> None:
+        if getattr(self._local, "compensation", False) and self.holding:
+            self.released.set()
+            self.landed.wait(timeout=30)
+
+
+def resource_tag(params: dict[str, Any]) -> str | None:
+    """The logical name a create call tags its resource with."""
+    for spec in params.get("TagSpecifications", []):
+        for tag in spec.get("Tags", []):
+            if tag["Key"] == RESOURCE_TAG:
+                return tag["Value"]
+    return None
