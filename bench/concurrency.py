@@ -1,0 +1,314 @@
+"""Many deployments at once on one worker process, under the latency profile.
+
+    .venv/bin/python bench/concurrency.py [-n 50] [--sweep [N ...]] [--scale 0.2] [--poll SECONDS]
+
+Starts a Temporal dev server, a moto server and one worker process (bench/_sim_worker.py: worker.py
+with the latency model on its boto3 session), then deploys N tutorial web tiers at once, each with its
+own id and its own two private subnets (the largest blocks, /24 when they fit, that overlap nothing in
+the default VPC). Printed per batch: completions, failures, p50/p95 deployment time (the server's start
+to close), p95 / single, worker CPU seconds per deployment, worker peak RSS, the CPU each process used
+(worker, Temporal server, moto, this script) and how busy the whole machine was, and the queueing
+inside the worker (schedule-to-start of first attempts and of workflow tasks), so the reader can tell
+whether the worker or the machine is the limit. `--sweep` runs several N (default 25 50 100 150 200)
+and reports the knee: the first N whose p95 passes 2 x a single deployment.
+
+Targets (issue 6): 0 failures at 50; worker CPU <= 0.15 s per deployment; worker peak RSS <= 200 MB.
+
+Scale: activity retries are at least 1 s apart on the Temporal server (measured: a 50 ms or 200 ms
+retry interval, or `next_retry_delay`, gives 1.0 s), so polls cannot be faster than 1 s. The default
+scale, 0.2, makes AWS's 5 s poll interval 1 s and a single deployment about 45 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import boto3
+from _processes import CpuWindow, Stack, memory_mb, stack
+from _setup import REGION, scaled_spec
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+
+from cli.commands import Output, start_deployment
+from models.resources import Waiting
+from models.spec import DeploymentSpec
+from simulate.profile import LatencyProfile, load_profile
+from workflows.options import activity_options
+
+ZONES = ("ap-northeast-2a", "ap-northeast-2c")
+SWEEP = (25, 50, 100, 150, 200)
+GENEROUS = 3600.0
+"""Wait timeouts of the bench's specs, scaled seconds: a saturated machine must show as slow, not failed."""
+
+
+@dataclass
+class Batch:
+    n: int
+    durations: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    window: CpuWindow | None = None
+    peak_rss_mb: float = 0.0
+    activity_queue: list[float] = field(default_factory=list)
+    workflow_task_queue: list[float] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)
+
+    def p(self, q: float) -> float:
+        return percentile(self.durations, q)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+# Specs: distinct ids, subnets that overlap nothing
+
+
+def free_blocks(count: int) -> list[str]:
+    """`count` CIDRs of one size inside the default VPC that overlap no existing subnet, /24 if they fit."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    taken = [
+        ipaddress.ip_network(s["CidrBlock"])
+        for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
+    ]
+    network = ipaddress.ip_network(vpc["CidrBlock"])
+    for prefix in range(24, 29):
+        blocks = [b for b in network.subnets(new_prefix=prefix) if not any(b.overlaps(t) for t in taken)]
+        if len(blocks) >= count:
+            return [str(b) for b in blocks[:count]]
+    raise SystemExit(f"the default VPC has no room for {count} private subnets")
+
+
+def specs(running: Stack, n: int, profile: LatencyProfile, poll: float | None) -> list[DeploymentSpec]:
+    """On an emptied moto (whose first EC2 call, here, sets up the region: about 1 s)."""
+    running.reset_aws()
+    blocks = free_blocks(n * len(ZONES))
+    token = uuid.uuid4().hex[:4]
+    timing = scaled_spec(profile, poll).timing.model_dump()
+    for wait in ("nat_gateway", "load_balancer", "instance", "targets_healthy", "delete"):
+        timing[f"{wait}_timeout_seconds"] = GENEROUS
+    return [
+        scaled_spec(
+            profile,
+            poll,
+            deployment_id=f"c{token}-{i}",
+            private_subnets=[
+                {"cidr": blocks[i * len(ZONES) + z], "availability_zone": zone}
+                for z, zone in enumerate(ZONES)
+            ],
+            timing=timing,
+        )
+        for i in range(n)
+    ]
+
+
+# One batch
+
+
+async def sample_rss(pid: int, peak: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], memory_mb(pid))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+
+
+async def deploy_all(running: Stack, batch_specs: list[DeploymentSpec]) -> Batch:
+    """Start every deployment at once, wait for all, read their times and histories from the server."""
+    batch = Batch(n=len(batch_specs))
+    output = Output(as_json=True)
+    assert running.worker is not None
+    peak, stop = [0.0], asyncio.Event()
+    sampler = asyncio.create_task(sample_rss(running.worker.pid, peak, stop))
+    window = CpuWindow(running.pids).start()
+    handles: list[WorkflowHandle] = await asyncio.gather(
+        *(start_deployment(running.client, spec, output) for spec in batch_specs)
+    )
+    await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
+    batch.window = window.stop()
+    stop.set()
+    await sampler
+    batch.peak_rss_mb = peak[0]
+    for handle in handles:
+        await read_run(handle, batch)
+    return batch
+
+
+async def read_run(handle: WorkflowHandle, batch: Batch) -> None:
+    description = await handle.describe()
+    if description.status is not WorkflowExecutionStatus.COMPLETED:
+        batch.failures.append(f"{handle.id}: {description.status.name if description.status else '?'}")
+    elif description.close_time and description.start_time:
+        batch.durations.append((description.close_time - description.start_time).total_seconds())
+    history = await handle.fetch_history()
+    batch.events.append(len(history.events))
+    scheduled: dict[int, float] = {}
+    for event in history.events:
+        at = event.event_time.ToDatetime().timestamp()
+        if event.event_type in (
+            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        ):
+            scheduled[event.event_id] = at
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            if started.attempt == 1:  # later attempts' start times include the retry delays
+                batch.activity_queue.append(at - scheduled[started.scheduled_event_id])
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started_wft = event.workflow_task_started_event_attributes
+            batch.workflow_task_queue.append(at - scheduled[started_wft.scheduled_event_id])
+
+
+# Reporting
+
+
+def limit(batch: Batch, single: float, poll: float) -> str:
+    """What held the batch back, judged from queueing in the worker and CPU of each process."""
+    window = batch.window
+    assert window is not None
+    activity_wait = percentile(batch.activity_queue, 0.95)
+    task_wait = percentile(batch.workflow_task_queue, 0.95)
+    if activity_wait > max(1.0, poll):
+        return f"worker activity slots (threads): first attempts queued {activity_wait:.1f} s (p95)"
+    if task_wait > 1.0:
+        return f"worker workflow tasks (its event loop / CPU): tasks queued {task_wait:.1f} s (p95)"
+    heaviest = max(("worker", "temporal", "moto"), key=window.cores)
+    if window.machine_busy > 0.85:
+        return f"machine CPU ({window.machine_busy:.0%} busy); largest share: {heaviest}"
+    if batch.p(0.95) <= 2 * single:
+        return "nothing saturated"
+    return f"unclear: no queueing in the worker, machine {window.machine_busy:.0%} busy"
+
+
+def report(batch: Batch, single: float, poll: float) -> None:
+    window = batch.window
+    assert window is not None
+    done = len(batch.durations)
+    cores = ", ".join(
+        f"{name} {window.used[name]:.1f} s ({window.cores(name):.2f} cores)" for name in window.used
+    )
+    print(f"N={batch.n}: {done} completed, {len(batch.failures)} failed, batch wall {window.wall:.1f} s")
+    for failure in batch.failures[:5]:
+        print(f"  failed: {failure}")
+    if done:
+        p50, p95 = batch.p(0.5), batch.p(0.95)
+        print(
+            f"  deployment time p50 {p50:.1f} s, p95 {p95:.1f} s, max {max(batch.durations):.1f} s; "
+            f"single {single:.1f} s; p95 / single = {p95 / single:.2f}"
+        )
+    print(
+        f"  worker CPU {window.used['worker'] / batch.n:.3f} s per deployment; worker peak RSS "
+        f"{batch.peak_rss_mb:.0f} MB; history {statistics.median(batch.events):.0f} events (median)"
+    )
+    print(f"  CPU used: {cores}; machine {window.machine_busy:.0%} busy (2 cores, other users included)")
+    print(
+        f"  queueing in the worker: activity first attempts p95 "
+        f"{percentile(batch.activity_queue, 0.95):.2f} s, workflow tasks p95 "
+        f"{percentile(batch.workflow_task_queue, 0.95):.2f} s"
+    )
+    print(f"  limit: {limit(batch, single, poll)}")
+
+
+def describe_waits(spec: DeploymentSpec) -> str:
+    options = activity_options(
+        spec.timing,
+        Waiting(
+            poll_interval_seconds=spec.timing.poll_interval_seconds,
+            timeout_seconds=spec.timing.nat_gateway_timeout_seconds,
+        ),
+    )
+    parts = []
+    for name in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
+        value = options.get(name)
+        if isinstance(value, timedelta):
+            parts.append(f"{name.removesuffix('_timeout')} {value.total_seconds():g} s")
+    policy = options["retry_policy"]
+    parts.append(
+        f"retry every {policy.initial_interval.total_seconds():g} s x{policy.backoff_coefficient:g} up to "
+        f"{policy.maximum_interval.total_seconds() if policy.maximum_interval else 0:g} s, "
+        f"{policy.maximum_attempts or 'unlimited'} attempts"
+    )
+    return "; ".join(parts)
+
+
+# The run
+
+
+async def single_time(running: Stack, profile: LatencyProfile, poll: float | None, count: int) -> float:
+    times = []
+    for _ in range(count):
+        batch = await deploy_all(running, specs(running, 1, profile, poll))
+        if batch.failures:
+            raise SystemExit(f"a single deployment failed: {batch.failures[0]}")
+        times.append(batch.durations[0])
+    listed = ", ".join(f"{t:.1f}" for t in times)
+    print(f"single deployment: {listed} s -> median {statistics.median(times):.1f} s")
+    return statistics.median(times)
+
+
+async def measure(args: argparse.Namespace) -> None:
+    profile = load_profile(scale=args.scale)
+    probe = scaled_spec(profile, args.poll)
+    poll = probe.timing.poll_interval_seconds
+    print(f"scale {profile.scale:g}; poll interval {poll:g} s; waits: {describe_waits(probe)}")
+    log = Path(tempfile.gettempdir()) / f"bench-worker-{os.getpid()}.log"
+    async with stack() as running:
+        os.environ["TEMPORAL_TASK_QUEUE"] = running.task_queue
+        running.start_worker(profile.scale, log)
+        started = time.monotonic()
+        # imports, the workflow sandbox, moto's first calls
+        warm = await deploy_all(running, specs(running, 1, profile, poll))
+        if warm.failures:
+            raise SystemExit(f"the warm-up deployment failed: {warm.failures[0]} (worker log: {log})")
+        up = time.monotonic() - started
+        print(f"warm-up deployment {warm.durations[0]:.1f} s (worker started {up:.0f} s before)")
+        single = await single_time(running, profile, poll, args.singles)
+        points = (args.sweep or list(SWEEP)) if args.sweep is not None else [args.n]
+        batches = []
+        for n in points:
+            batch = await deploy_all(running, specs(running, n, profile, poll))
+            report(batch, single, poll)
+            batches.append(batch)
+        assert running.worker is not None
+        lifetime_peak = memory_mb(running.worker.pid, "VmHWM")
+        print(f"worker peak RSS over its life (VmHWM): {lifetime_peak:.0f} MB; log {log}")
+    if args.sweep is not None:
+        knee = next((b for b in batches if b.durations and b.p(0.95) > 2 * single), None)
+        if knee is None:
+            print(f"knee: none up to N={points[-1]} (p95 stayed within 2 x single = {2 * single:.1f} s)")
+        else:
+            print(f"knee: N={knee.n} (p95 {knee.p(0.95):.1f} s > 2 x single {2 * single:.1f} s); "
+                  f"limit: {limit(knee, single, poll)}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=50, help="deployments at once (default 50)")
+    parser.add_argument(
+        "--sweep", type=int, nargs="*", default=None, help=f"several N (default {' '.join(map(str, SWEEP))})"
+    )
+    parser.add_argument("--scale", type=float, default=0.2, help="time scale of the profile (default 0.2)")
+    parser.add_argument(
+        "--poll", type=float, default=None, help="poll interval, scaled seconds (default 5 s x scale)"
+    )
+    parser.add_argument("--singles", type=int, default=3, help="single deployments for the reference time")
+    args = parser.parse_args()
+    asyncio.run(measure(args))
+
+
+if __name__ == "__main__":
+    main()
