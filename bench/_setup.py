@@ -41,6 +41,8 @@ from workflows.sequential import SequentialDeployWorkflow  # noqa: E402
 
 REGION = "ap-northeast-2"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+MIN_SECONDS = 0.001
+"""Timing settings must be positive, also at scale 0."""
 ACTIVITY_THREADS = 32
 """As worker.py's default."""
 
@@ -129,13 +131,14 @@ def scaled_spec(
     heartbeat timeout stays at a few seconds (a 0.3 s heartbeat timeout would measure noise).
     """
     defaults = TimingSpec()
-    scale = profile.scale
+
+    def scaled(seconds: float) -> float:
+        return max(seconds * profile.scale, MIN_SECONDS)
+
     timing = {
-        "poll_interval_seconds": poll_seconds
-        if poll_seconds is not None
-        else defaults.poll_interval_seconds * scale,
-        "retry_initial_interval_seconds": defaults.retry_initial_interval_seconds * scale,
-        "retry_maximum_interval_seconds": defaults.retry_maximum_interval_seconds * scale,
+        "poll_interval_seconds": poll_seconds or scaled(defaults.poll_interval_seconds),
+        "retry_initial_interval_seconds": scaled(defaults.retry_initial_interval_seconds),
+        "retry_maximum_interval_seconds": scaled(defaults.retry_maximum_interval_seconds),
         "heartbeat_timeout_seconds": 5,
         "call_timeout_seconds": 30,
         "nat_gateway_timeout_seconds": 120,
