@@ -265,6 +265,8 @@ def test_cancelled_history_undoes_every_resource_it_started() -> None:
     begun = {a.step for a in forward} & resource_steps(spec_of(history))
     assert "nat-ap-northeast-2a" in begun and len(begun) >= 3  # cancelled mid-way, with things to undo
     assert sorted(a.step for a in undo) == sorted(begun)
+    nat = [a for a in forward if a.step == "nat-ap-northeast-2a"]
+    assert [a.outcome for a in nat] == ["cancelled"]  # the wait itself was stopped, not timed out
     assert all(a.outcome == "completed" and a.scheduled > cancel for a in undo)
 
 
