@@ -11,6 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.live import Live
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -105,6 +108,25 @@ def failure_message(err: WorkflowFailureError) -> str:
     return root_message(err)
 
 
+async def note_missing_workers(client: Client, output: Output) -> None:
+    """Say so when no worker polls our task queue: the run would wait for one in silence."""
+    queue = task_queue()
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    try:
+        response = await client.workflow_service.describe_task_queue(request)
+    except RPCError:
+        return  # a hint only: a server that will not say is no reason to stop
+    if not response.pollers:
+        output.note(
+            f"[yellow]no worker polls task queue '{queue}' in namespace '{client.namespace}'[/]: "
+            "this waits until one starts (`python worker.py` with the same TEMPORAL_* settings)"
+        )
+
+
 # plan
 
 
@@ -112,6 +134,7 @@ async def plan(spec: DeploymentSpec, as_json: bool) -> int:
     """Read-only: problems with their fixes, what `up` would create or find, and the standing cost."""
     output = Output(as_json)
     client = await connect()
+    await note_missing_workers(client, output)
     try:
         report: PlanReport = await client.execute_workflow(
             PlanWorkflow.run,
@@ -155,6 +178,7 @@ async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
     if running(existing):
         output.note(f"attaching to the running deployment {spec.deployment_id} (its own spec applies)")
     handle = await start_deployment(client, spec, output)
+    await note_missing_workers(client, output)
     link = ui_link(client, wid, handle.result_run_id)
     if link:
         output.note(f"Temporal UI: {link}")
@@ -394,6 +418,7 @@ async def decide(deployment_id: str, choice: str, as_json: bool) -> int:
     if not running(description):
         state = description.status.name if description.status else "UNKNOWN"
         raise UserError(f"{deployment_id} is {state}, not paused; only a paused deployment takes {choice}")
+    await note_missing_workers(client, output)
     update = DeployWorkflow.retry if choice == "retry" else DeployWorkflow.rollback
     try:
         answer = await handle.execute_update(update, rpc_timeout=QUERY_TIMEOUT)
@@ -450,6 +475,7 @@ async def down(deployment_id: str, region: str | None, as_json: bool) -> int:
     client = await connect()
     deploy = client.get_workflow_handle(deploy_workflow_id(deployment_id))
     description = await describe(deploy)
+    await note_missing_workers(client, output)
     if running(description):
         output.note(f"cancelling the running deployment {deployment_id} first")
         await deploy.cancel()

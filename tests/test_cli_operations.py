@@ -43,6 +43,7 @@ async def test_paused_up_then_retry_from_the_command_line(client: Client, aws: A
     paused = up.json()
     assert paused["status"] == "PAUSED" and "UnauthorizedOperation" in paused["error"]
     assert f"starter.py retry {deployment_id}" in up.stderr and "Traceback" not in up.stderr
+    assert "no worker polls" not in up.stderr
     assert added(before, inventory())  # what was created so far is kept
 
     status = await run(cli, "status", deployment_id, "--json")
@@ -90,3 +91,17 @@ async def test_paused_up_then_rollback_from_the_command_line(
 
     unknown = await run(cli, "retry", f"no-such-{uuid.uuid4().hex[:6]}")
     assert unknown.code == EXIT_UNKNOWN and "Traceback" not in unknown.stderr
+
+
+async def test_up_says_when_no_worker_polls_its_task_queue(client: Client, tmp_path):
+    """Without a worker the run would wait in silence: `up` names the task queue nobody polls."""
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    deployment_id = f"ops-{uuid.uuid4().hex[:8]}"
+    cli = Cli(client.service_client.config.target_host, queue)
+
+    up = await run(cli, "up", "--spec", spec_file(tmp_path, deployment_id), "--no-wait", "--json")
+
+    assert up.code == EXIT_OK, up.stderr
+    assert up.json()["status"] == "RUNNING"
+    assert f"no worker polls task queue '{queue}'" in up.stderr and "python worker.py" in up.stderr
+    await client.get_workflow_handle(f"deploy-{deployment_id}").terminate("test: no worker on purpose")
