@@ -16,6 +16,12 @@ SIGKILLs the worker and at once starts a new one. From the run's history, once i
 and whether any resource exists twice (moto's inventory by the deployment tag).
 Printed per repetition and as median / max against the target: resumed <= heartbeat timeout + 5 s.
 
+Measured (2 cores): the wait resumes at the last heartbeat + the heartbeat timeout + about 1.5 s
+(Temporal's retry of the timed-out attempt). With a heartbeat timeout under about 10 s the next step
+can come 10 s later still: the workflow task after the wait goes to the dead worker's sticky queue and
+waits out the SDK's `sticky_queue_schedule_to_start_timeout` (10 s) before any worker may take it;
+with the default 30 s the server already counts the dead worker's sticky poller as gone.
+
 The latency model's clocks live in the worker process: the new worker never saw the NAT gateway or the
 ALB created, so it finds them as moto has them (ready) and the rest of the run is faster than
 modelled. The recovery times do not depend on that.
