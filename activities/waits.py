@@ -23,7 +23,8 @@ from models.resources import Waiting
 def pause(waiting: Waiting, detail: str) -> None:
     """Heartbeat, then wait one poll interval unless the activity is cancelled meanwhile."""
     activity.heartbeat(detail)
-    if activity.wait_for_cancelled_sync(timeout=waiting.poll_interval_seconds):
+    activity.wait_for_cancelled_sync(timeout=waiting.poll_interval_seconds)  # returns None either way
+    if activity.is_cancelled():
         raise asyncio.CancelledError(f"cancelled while {detail}")
 
 

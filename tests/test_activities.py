@@ -3,12 +3,15 @@ deletes are idempotent (twice, and on something that never existed)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -21,6 +24,7 @@ from activities import (
     PreflightActivities,
     SecurityGroupActivities,
 )
+from activities.waits import poll_until
 from models.resources import (
     DeleteInput,
     IngressRule,
@@ -309,3 +313,26 @@ def test_preflight_does_not_mistake_an_aws_error_for_a_missing_ami(aws: AwsClien
     with pytest.raises(ApplicationError) as err:
         call(PreflightActivities(aws).preflight, PreflightInput(spec=fast_spec()))
     assert err.value.type == "UnauthorizedOperation" and "does not exist" not in err.value.message
+
+
+@activity.defn(no_thread_cancel_exception=True)
+def wait_forever(polled: threading.Event) -> None:
+    """A wait whose thread is never interrupted: only the pause between polls can notice the cancel
+    (as when the SDK's in-thread CancelledError lands inside botocore and is swallowed)."""
+
+    def check() -> bool:
+        polled.set()
+        return False
+
+    poll_until(check, Waiting(poll_interval_seconds=30, timeout_seconds=600), "something")
+
+
+async def test_a_wait_ends_at_its_next_pause_once_cancelled() -> None:
+    environment, polled = ActivityEnvironment(), threading.Event()
+    waiting = asyncio.create_task(asyncio.to_thread(environment.run, wait_forever, polled))
+    await asyncio.to_thread(polled.wait)
+
+    environment.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, timeout=60)  # a 30 s poll interval: only the cancel ends it early
