@@ -14,10 +14,10 @@ from botocore.exceptions import (
     ClientError,
     ConnectionError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
-    ReadTimeoutError,
     WaiterError,
 )
 from temporalio import activity
@@ -129,7 +129,8 @@ def classify(err: Exception) -> ApplicationError:
         )
     if isinstance(err, NoRegionError):
         return ApplicationError("no AWS region set", type="NoRegion", non_retryable=True)
-    if isinstance(err, EndpointConnectionError | ConnectionError | ReadTimeoutError):
+    # HTTPClientError: a connection closed or timed out mid-reply (ConnectionClosedError, ReadTimeoutError)
+    if isinstance(err, EndpointConnectionError | ConnectionError | HTTPClientError):
         return ApplicationError(f"cannot reach AWS: {err}", type="ConnectionError")
     if isinstance(err, WaiterError):
         return ApplicationError(f"{err}", type="WaiterFailure", non_retryable=True)
@@ -143,7 +144,7 @@ AWS_EXCEPTIONS = (
     NoRegionError,
     EndpointConnectionError,
     ConnectionError,
-    ReadTimeoutError,
+    HTTPClientError,
     WaiterError,
 )
 

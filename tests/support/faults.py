@@ -6,6 +6,8 @@ same `ClientError` it would raise for AWS's answer, and its retry logic sees it 
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,6 +16,8 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+from botocore.httpsession import URLLib3Session
 from temporalio import activity
 
 from models.naming import RESOURCE_TAG
@@ -195,7 +199,8 @@ class SiblingRace:
             try:
                 while not self.released.is_set():
                     activity.heartbeat("held in flight by the test")
-                    if activity.wait_for_cancelled_sync(timeout=0.05):
+                    activity.wait_for_cancelled_sync(timeout=0.05)
+                    if activity.is_cancelled():
                         break  # cancelled but not interrupted: the create goes out, as one on the wire
             finally:
                 self.holding = False
@@ -224,3 +229,125 @@ def resource_tag(params: dict[str, Any]) -> str | None:
             if tag["Key"] == RESOURCE_TAG:
                 return tag["Value"]
     return None
+
+
+# The transient storm: retryable errors on a share of all HTTP attempts, and lost replies on changes
+
+READ_PREFIXES = ("Describe", "Get", "List")
+THROTTLE_CODES = {"ec2": "RequestLimitExceeded", "ssm": "ThrottlingException"}
+"""How each service says "slow down" (ELBv2 and the rest: Throttling)."""
+SERVER_ERRORS = [("InternalError", 500), ("ServiceUnavailable", 503)]
+
+
+def changes_the_account(operation: str) -> bool:
+    """Every call that is not a read changes the account: its reply can be lost after it took effect."""
+    return not operation.startswith(READ_PREFIXES)
+
+
+class _Body:
+    """The `raw` of an AWSResponse: what botocore reads the body from."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
+
+
+def wire_error(service: str, request: Any, code: str, status: int) -> AWSResponse:
+    """An error answer in the service's own wire format, so botocore parses and retries it as AWS's."""
+    message = "injected by the transient storm"
+    if "X-Amz-Target" in request.headers:  # JSON protocol (SSM)
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+    elif service == "ec2":
+        body = (
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            "<RequestID>storm</RequestID></Response>"
+        ).encode()
+        headers = {"Content-Type": "text/xml"}
+    else:  # query protocol (ELBv2)
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+            "</Error><RequestId>storm</RequestId></ErrorResponse>"
+        ).encode()
+        headers = {"Content-Type": "text/xml"}
+    return AWSResponse(request.url, status, headers, _Body(body))
+
+
+class TransientStorm:
+    """A share `rate` of all HTTP attempts fails with a retryable error; calls that change something may
+    lose their reply.
+
+    Per attempt (`before-send`, so botocore's own retries meet the storm too): throttling, a 5xx, or a
+    connection that never opened. For a call that changes the account, a share `lost_share` of its
+    failures are lost replies instead: the request really reaches AWS (moto) and takes effect, then the
+    client sees a closed connection or a 5xx. `lose_first_replies` loses the reply of the first call of
+    every such operation on top, so each one is shown to survive it. Draws are seeded per (operation,
+    attempt number), so a seed gives the same storm whatever the threads' interleaving across operations.
+    """
+
+    def __init__(
+        self,
+        session: boto3.Session,
+        seed: int,
+        rate: float = 0.3,
+        lost_share: float = 0.5,
+        lose_first_replies: bool = False,
+    ) -> None:
+        self.seed, self.rate, self.lost_share = seed, rate, lost_share
+        self.lose_first_replies = lose_first_replies
+        self._lock = threading.Lock()
+        self._attempts: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.lost: list[tuple[str, int]] = []
+        """(operation, the status AWS answered) of every lost reply."""
+        self._http = URLLib3Session(timeout=60)
+        session.events.register("before-send", self._handle)
+
+    @property
+    def attempts(self) -> int:
+        return sum(self._attempts.values())
+
+    @property
+    def changing_operations(self) -> set[str]:
+        """Every operation called that changes the account."""
+        with self._lock:
+            operations = {name.split(".", 2)[2] for name in self._attempts}
+        return {operation for operation in operations if changes_the_account(operation)}
+
+    def _handle(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
+        _, service, operation = event_name.split(".", 2)
+        with self._lock:
+            self._attempts[event_name] += 1
+            attempt = self._attempts[event_name]
+        draw = random.Random(f"{self.seed}:{event_name}:{attempt}")
+        changes = changes_the_account(operation)
+        if changes and attempt == 1 and self.lose_first_replies:
+            return self._lose_reply(draw, service, operation, request)
+        if draw.random() >= self.rate:
+            return None
+        if changes and draw.random() < self.lost_share:
+            return self._lose_reply(draw, service, operation, request)
+        return self._fail(draw, service, request, draw.choice(["throttle", "server", "connection"]))
+
+    def _lose_reply(self, draw: random.Random, service: str, operation: str, request: Any) -> AWSResponse:
+        """It happens on AWS's side; only the answer goes missing."""
+        answer = self._http.send(request)
+        kind = draw.choice(["server", "connection"])
+        with self._lock:
+            self.lost.append((operation, answer.status_code))
+            self.failed[f"lost reply ({kind})"] += 1
+        if kind == "connection":
+            raise ConnectionClosedError(endpoint_url=request.url)
+        return wire_error(service, request, *draw.choice(SERVER_ERRORS))
+
+    def _fail(self, draw: random.Random, service: str, request: Any, kind: str) -> AWSResponse:
+        with self._lock:
+            self.failed[kind] += 1
+        if kind == "connection":
+            raise EndpointConnectionError(endpoint_url=request.url)
+        if kind == "throttle":
+            code = THROTTLE_CODES.get(service, "Throttling")
+            return wire_error(service, request, code, 503 if service == "ec2" else 400)
+        return wire_error(service, request, *draw.choice(SERVER_ERRORS))
