@@ -8,6 +8,7 @@ from /proc/<pid>/stat and /proc/<pid>/status, so no extra package is needed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,6 +46,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a Python process's threads by kind: the main thread (the asyncio loop that runs
+    workflows and the SDK's Python side), the SDK core's Rust threads (named tokio-*), and other Python
+    threads (the activity pool). Threads that ended are not counted."""
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        if task.name == str(pid):
+            kind = "main thread"
+        elif name.startswith("tokio"):
+            kind = "SDK core (Rust)"
+        else:
+            kind = "other threads"
+        used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return used
+
+
 def memory_mb(pid: int, key: str = "VmRSS") -> float:
     """`VmRSS` (resident now) or `VmHWM` (peak resident) of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -70,15 +93,21 @@ class CpuWindow:
     used: dict[str, float] = field(default_factory=dict)
     wall: float = 0.0
     machine_busy: float = 0.0
+    worker_threads: dict[str, float] = field(default_factory=dict)
+    """The worker's CPU seconds by kind of thread (`thread_cpu`)."""
 
     def start(self) -> CpuWindow:
         self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._threads = thread_cpu(self.pids["worker"]) if "worker" in self.pids else {}
         self._jiffies = machine_jiffies()
         self._t0 = time.monotonic()
         return self
 
     def stop(self) -> CpuWindow:
         self.used = {name: cpu_seconds(pid) - self.started[name] for name, pid in self.pids.items()}
+        if "worker" in self.pids:
+            now = thread_cpu(self.pids["worker"])
+            self.worker_threads = {kind: now[kind] - self._threads.get(kind, 0.0) for kind in now}
         self.wall = time.monotonic() - self._t0
         busy, total = machine_jiffies()
         self.machine_busy = (busy - self._jiffies[0]) / max(1, total - self._jiffies[1])
@@ -121,6 +150,19 @@ class Stack:
                 stderr=subprocess.STDOUT,
             )
         return self.worker
+
+    def take_calls(self, timeout: float = 30) -> dict[str, int]:
+        """The worker's AWS calls by action since the last take (SIGUSR1 to bench/_sim_worker.py)."""
+        out = Path(os.environ["BENCH_CALLS"])
+        out.unlink(missing_ok=True)
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while not out.exists():
+            if self.worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the worker did not write its AWS calls")
+            time.sleep(0.05)
+        return json.loads(out.read_text())
 
     def kill_worker(self) -> None:
         if self.worker is not None and self.worker.poll() is None:

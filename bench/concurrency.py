@@ -26,7 +26,10 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -42,11 +45,22 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from cli.commands import Output, start_deployment
-from models.resources import Waiting
+from models.resources import Waiting, WaitShape
 from models.spec import DeploymentSpec
 from simulate.profile import LatencyProfile, load_profile
-from workflows.options import activity_options
+from workflows.options import WAIT_SHAPE, activity_options
 
+POLLS = (
+    "ec2.DescribeNatGateways",
+    "elbv2.DescribeLoadBalancers",
+    "ec2.DescribeInstances",
+    "elbv2.DescribeTargetHealth",
+)
+"""The describe calls of the waits (the finds before a create use some of them too)."""
+SHAPES = {
+    WaitShape.POLL: "(a) polls inside one activity attempt, heartbeats between polls",
+    WaitShape.RETRY: "(b) one check per attempt, the retry policy is the poll schedule",
+}
 ZONES = ("ap-northeast-2a", "ap-northeast-2c")
 SWEEP = (25, 50, 100, 150, 200)
 GENEROUS = 3600.0
@@ -63,6 +77,8 @@ class Batch:
     activity_queue: list[float] = field(default_factory=list)
     workflow_task_queue: list[float] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    """The worker's AWS calls by action."""
 
     def p(self, q: float) -> float:
         return percentile(self.durations, q)
@@ -127,19 +143,42 @@ async def sample_rss(pid: int, peak: list[float], stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
-async def deploy_all(running: Stack, batch_specs: list[DeploymentSpec]) -> Batch:
+def start_profiler(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy sampling the worker's thread that holds the GIL (Python's CPU) into `out`, collapsed."""
+    spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy, or set PY_SPY to its path")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--gil", "--rate", "100", "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(profiler: subprocess.Popen, out: Path) -> None:
+    profiler.send_signal(signal.SIGINT)
+    profiler.wait(timeout=60)
+    print(f"  profile of the worker (py-spy, collapsed stacks): {out}")
+
+
+async def deploy_all(running: Stack, batch_specs: list[DeploymentSpec], spy_out: Path | None = None) -> Batch:
     """Start every deployment at once, wait for all, read their times and histories from the server."""
     batch = Batch(n=len(batch_specs))
     output = Output(as_json=True)
     assert running.worker is not None
     peak, stop = [0.0], asyncio.Event()
     sampler = asyncio.create_task(sample_rss(running.worker.pid, peak, stop))
+    profiler = start_profiler(running.worker.pid, spy_out) if spy_out else None
+    running.take_calls()
     window = CpuWindow(running.pids).start()
     handles: list[WorkflowHandle] = await asyncio.gather(
         *(start_deployment(running.client, spec, output) for spec in batch_specs)
     )
     await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
     batch.window = window.stop()
+    batch.calls = running.take_calls()
+    if profiler is not None and spy_out is not None:
+        stop_profiler(profiler, spy_out)
     stop.set()
     await sampler
     batch.peak_rss_mb = peak[0]
@@ -156,6 +195,10 @@ async def read_run(handle: WorkflowHandle, batch: Batch) -> None:
         batch.durations.append((description.close_time - description.start_time).total_seconds())
     history = await handle.fetch_history()
     batch.events.append(len(history.events))
+    last = history.events[-1]
+    if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        message = last.workflow_execution_failed_event_attributes.failure.message
+        batch.failures[-1] += f" ({message.splitlines()[0][:300]})"
     scheduled: dict[int, float] = {}
     for event in history.events:
         at = event.event_time.ToDatetime().timestamp()
@@ -215,6 +258,11 @@ def report(batch: Batch, single: float, poll: float) -> None:
         f"{batch.peak_rss_mb:.0f} MB; history {statistics.median(batch.events):.0f} events (median)"
     )
     print(f"  CPU used: {cores}; machine {window.machine_busy:.0%} busy (2 cores, other users included)")
+    total = sum(batch.calls.values())
+    polls = sum(batch.calls.get(action, 0) for action in POLLS)
+    print(f"  AWS calls per deployment {total / batch.n:.1f}, of which wait polls {polls / batch.n:.1f}")
+    threads = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in window.worker_threads.items())
+    print(f"  worker CPU by thread: {threads}")
     print(
         f"  queueing in the worker: activity first attempts p95 "
         f"{percentile(batch.activity_queue, 0.95):.2f} s, workflow tasks p95 "
@@ -223,12 +271,13 @@ def report(batch: Batch, single: float, poll: float) -> None:
     print(f"  limit: {limit(batch, single, poll)}")
 
 
-def describe_waits(spec: DeploymentSpec) -> str:
+def describe_waits(spec: DeploymentSpec, shape: WaitShape) -> str:
     options = activity_options(
         spec.timing,
         Waiting(
             poll_interval_seconds=spec.timing.poll_interval_seconds,
             timeout_seconds=spec.timing.nat_gateway_timeout_seconds,
+            shape=shape,
         ),
     )
     parts = []
@@ -264,10 +313,19 @@ async def measure(args: argparse.Namespace) -> None:
     profile = load_profile(scale=args.scale)
     probe = scaled_spec(profile, args.poll)
     poll = probe.timing.poll_interval_seconds
-    print(f"scale {profile.scale:g}; poll interval {poll:g} s; waits: {describe_waits(probe)}")
+    shape = WaitShape(args.wait_shape) if args.wait_shape else WAIT_SHAPE
+    print(f"scale {profile.scale:g}; poll interval {poll:g} s; wait shape {shape.value} ({SHAPES[shape]})")
+    print(f"  a wait's options: {describe_waits(probe, shape)}")
     log = Path(tempfile.gettempdir()) / f"bench-worker-{os.getpid()}.log"
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     async with stack() as running:
         os.environ["TEMPORAL_TASK_QUEUE"] = running.task_queue
+        os.environ["BENCH_CALLS"] = str(log.with_suffix(".calls.json"))
+        knobs = {"BENCH_THREADS": args.threads, "BENCH_POOL": args.pool, "BENCH_WAIT_SHAPE": args.wait_shape}
+        for name, value in knobs.items():
+            if value is not None:
+                os.environ[name] = str(value)
         running.start_worker(profile.scale, log)
         started = time.monotonic()
         # imports, the workflow sandbox, moto's first calls
@@ -280,7 +338,8 @@ async def measure(args: argparse.Namespace) -> None:
         points = (args.sweep or list(SWEEP)) if args.sweep is not None else [args.n]
         batches = []
         for n in points:
-            batch = await deploy_all(running, specs(running, n, profile, poll))
+            spy_out = args.profile / f"worker-n{n}.txt" if args.profile else None
+            batch = await deploy_all(running, specs(running, n, profile, poll), spy_out)
             report(batch, single, poll)
             batches.append(batch)
         assert running.worker is not None
@@ -306,6 +365,15 @@ def main() -> None:
         "--poll", type=float, default=None, help="poll interval, scaled seconds (default 5 s x scale)"
     )
     parser.add_argument("--singles", type=int, default=3, help="single deployments for the reference time")
+    parser.add_argument("--threads", type=int, default=None, help="worker activity threads (worker.py's)")
+    parser.add_argument("--pool", type=int, default=None, help="HTTP connections per boto3 client (10)")
+    parser.add_argument(
+        "--wait-shape",
+        choices=[shape.value for shape in WaitShape],
+        default=None,
+        help=f"how waits wait (DESIGN.md section 2; default the product's, {WAIT_SHAPE.value})",
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy profiles of batches")
     args = parser.parse_args()
     asyncio.run(measure(args))
 
