@@ -28,9 +28,20 @@ class ResourceKey(Frozen):
     name: str
 
 
+class WaitShape(StrEnum):
+    """How a wait waits (DESIGN.md section 2); workflows/options.py chooses, bench/concurrency.py compares."""
+
+    POLL = "poll"
+    """(a) Poll inside one activity attempt, heartbeating between polls: holds a worker thread."""
+    RETRY = "retry"
+    """(b) One check per attempt; "not ready" is a retryable error and the retry policy is the poll
+    schedule: nothing is held between polls."""
+
+
 class Waiting(Frozen):
     poll_interval_seconds: float
     timeout_seconds: float
+    shape: WaitShape = WaitShape.POLL
 
 
 class Kind(StrEnum):

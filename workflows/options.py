@@ -8,10 +8,12 @@ from typing import Any
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-from models.resources import Waiting
+from models.resources import Waiting, WaitShape
 from models.spec import TimingSpec
 
 WAIT_MARGIN = timedelta(minutes=1)
+WAIT_SHAPE = WaitShape.POLL
+"""How waits wait (models.resources.WaitShape); bench/concurrency.py --wait-shape measures both."""
 COMPENSATION_ATTEMPTS_FACTOR = 3
 """Deletes get more attempts: a dependant may still be going away (DependencyViolation)."""
 
@@ -41,7 +43,17 @@ def activity_options(
         "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         "start_to_close_timeout": call_timeout,
     }
-    if waiting is not None:
+    if waiting is not None and waiting.shape is WaitShape.RETRY:
+        # One check per attempt, attempts every poll interval until the wait's timeout (which the
+        # activity enforces itself, counted from the first attempt, for a readable message).
+        poll = timedelta(seconds=waiting.poll_interval_seconds)
+        options["retry_policy"] = RetryPolicy(
+            initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll, maximum_attempts=0
+        )
+        options["schedule_to_close_timeout"] = (
+            timedelta(seconds=waiting.timeout_seconds) + call_timeout + WAIT_MARGIN
+        )
+    elif waiting is not None:
         options["start_to_close_timeout"] = (
             timedelta(seconds=waiting.timeout_seconds) + call_timeout + WAIT_MARGIN
         )
@@ -50,4 +62,6 @@ def activity_options(
 
 
 def waiting(timing: TimingSpec, timeout_seconds: float) -> Waiting:
-    return Waiting(poll_interval_seconds=timing.poll_interval_seconds, timeout_seconds=timeout_seconds)
+    return Waiting(
+        poll_interval_seconds=timing.poll_interval_seconds, timeout_seconds=timeout_seconds, shape=WAIT_SHAPE
+    )
