@@ -349,6 +349,63 @@ async def test_failure_at_the_last_step_rolls_everything_back(
     assert_strictness_was_met(strict)
 
 
+FAILURE_POINTS = [
+    ("ec2", "CreateNatGateway", 1),
+    ("ec2", "AssociateRouteTable", 2),
+    ("ec2", "AuthorizeSecurityGroupIngress", 2),
+    ("elbv2", "CreateLoadBalancer", 1),
+    ("ec2", "RunInstances", 2),
+    ("elbv2", "RegisterTargets", 1),
+    ("elbv2", "CreateListener", 1),
+]
+"""Mid-way failures: some of each chain made, the rest not. Two run by default, all under `make soak`."""
+DEFAULT_POINTS = {("ec2", "RunInstances", 2), ("elbv2", "CreateListener", 1)}
+DENIED = {"ec2": "UnauthorizedOperation", "elbv2": "AccessDenied"}
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "occurrence"),
+    [
+        pytest.param(
+            *point, marks=[] if point in DEFAULT_POINTS else [pytest.mark.soak], id=f"{point[1]}#{point[2]}"
+        )
+        for point in FAILURE_POINTS
+    ],
+)
+async def test_failure_mid_way_rolls_everything_back(
+    client, aws: AwsClients, strict: StrictAws, worker, service: str, operation: str, occurrence: int
+) -> None:
+    fault = InjectedFault(service, operation, code=DENIED[service], occurrences={occurrence})
+    fault.install(aws.session)
+    before = inventory()
+    handle = await start(client, worker, fast_spec())
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+
+    assert fault.failed == 1
+    assert f"{operation} failed: {DENIED[service]}" in failure.value.cause.message
+    progress = await handle.query(DeployWorkflow.progress)
+    assert progress.phase is Phase.FAILED and progress.left_behind == []
+    assert inventory() == before
+    states = [step.state for step in progress.steps]
+    assert states.count(StepState.FAILED) == 1 and StepState.PENDING in states  # mid-way
+    made = {step.key for step in progress.steps if step.resource_id and step.key != "preflight"}
+    assert made and all(progress.step(key).state is StepState.COMPENSATED for key in made)
+    assert_strictness_met_for(strict, made)
+
+
+def assert_strictness_met_for(strict: StrictAws, made: set[str]) -> None:
+    """What was made met the strict rules on its way out: slow deletions waited, lingers retried."""
+    nat_made = naming.nat_gateway("ap-northeast-2a") in made
+    assert (strict.shown["nat-gateway"] > 0) is nat_made
+    assert (strict.shown["instance"] > 0) is bool({naming.instance(0), naming.instance(1)} & made)
+    if nat_made:
+        assert strict.refused[("ReleaseAddress", "AuthFailure")] >= strict.linger_refusals
+    if naming.LOAD_BALANCER in made:
+        assert strict.refused[("DeleteSecurityGroup", "DependencyViolation")] >= strict.linger_refusals
+
+
 def held_at_nat_gateway(session: boto3.Session) -> tuple[str, Callable[[], bool]]:
     held = hold_nat_gateways(session)
     return naming.nat_gateway("ap-northeast-2a"), lambda: held.polls > 0
