@@ -1,4 +1,8 @@
-"""The Awesome API (app/server.js) run under the local node, and the user data that installs it."""
+"""The Awesome API (app/server.js) run under the local node, and the user data that installs it.
+
+The user data's Node.js install runs here under bash with fake `dnf` and `logger` commands on PATH: no
+network, and the fakes count the attempts and collect what would reach the journal.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from activities.user_data import HEREDOC_DELIMITER, render_user_data
+from activities.user_data import (
+    HEREDOC_DELIMITER,
+    INSTALL_BEGIN,
+    INSTALL_END,
+    INSTALL_LOG_TAG,
+    install_script,
+    render_user_data,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_JS = ROOT / "app" / "server.js"
@@ -102,6 +114,8 @@ def test_user_data_shape() -> None:
     assert "Environment=PORT=3000" in script
     assert "Restart=always" in script
     assert "systemctl enable --now awesome-api.service" in script
+    assert "dnf install -y nodejs" in _install_part(script)
+    assert script.index(INSTALL_END) < script.index("cat > /opt/awesome-api/server.js")  # install first
     assert len(script.encode("utf-8")) < EC2_USER_DATA_LIMIT
 
 
@@ -148,3 +162,126 @@ def test_user_data_heredoc_written_by_bash_is_server_js(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == SERVER_JS.read_bytes()
+
+
+# The Node.js install: instances launch while the NAT gateway is pending, so it must outlast no egress
+
+
+FAKE_DNF = """#!/bin/bash
+n=$(( $(cat "$FAKE_STATE/attempts" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$FAKE_STATE/attempts"
+echo "$*" >> "$FAKE_STATE/args"
+if [ "$n" -le "$FAKE_HANGS" ]; then exec sleep 60; fi
+if [ "$n" -le "$FAKE_FAILS" ]; then
+  echo "Curl error (7): Couldn't connect to server for al2023-repos" >&2
+  exit 1
+fi
+echo "Installed: nodejs"
+"""
+FAKE_LOGGER = """#!/bin/bash
+tag=logger
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -t) tag=$2; shift 2 ;;
+    --) shift; break ;;
+    *) break ;;
+  esac
+done
+echo "$tag: $*" >> "$FAKE_STATE/journal"
+"""
+AFTER_INSTALL = "REACHED THE APP SETUP"
+
+
+@dataclass
+class Install:
+    returncode: int
+    stdout: str
+    stderr: str
+    attempts: int
+    args: list[str]
+    journal: list[str]
+
+
+def _install_part(script: str) -> str:
+    start, end = script.index(INSTALL_BEGIN), script.index(INSTALL_END) + len(INSTALL_END)
+    return script[start:end]
+
+
+def _run_install(tmp_path: Path, *, fails: int = 0, hangs: int = 0, **bounds: int) -> Install:
+    """The install part of the rendered user data under bash, then a marker standing for the rest."""
+    bash = shutil.which("bash")
+    if bash is None or shutil.which("timeout") is None:
+        pytest.skip("bash and coreutils' timeout are needed")
+    fakes, state = tmp_path / "bin", tmp_path / "state"
+    fakes.mkdir()
+    state.mkdir()
+    for name, body in (("dnf", FAKE_DNF), ("logger", FAKE_LOGGER)):
+        (fakes / name).write_text(body)
+        (fakes / name).chmod(0o755)
+    script = (
+        "set -euo pipefail\n" + _install_part(render_user_data(3000, **bounds)) + f"\necho {AFTER_INSTALL}\n"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_STATE": str(state),
+        "FAKE_FAILS": str(fails),
+        "FAKE_HANGS": str(hangs),
+    }
+    result = subprocess.run([bash, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+    def lines(name: str) -> list[str]:
+        path = state / name
+        return path.read_text().splitlines() if path.exists() else []
+
+    attempts = int((state / "attempts").read_text()) if (state / "attempts").exists() else 0
+    journal = lines("journal")
+    assert all(line.startswith(f"{INSTALL_LOG_TAG}: ") for line in journal)  # journalctl -t finds them
+    journal = [line.removeprefix(f"{INSTALL_LOG_TAG}: ") for line in journal]
+    return Install(result.returncode, result.stdout, result.stderr, attempts, lines("args"), journal)
+
+
+def test_install_retries_until_egress_works_then_goes_on(tmp_path: Path) -> None:
+    install = _run_install(tmp_path, fails=3, install_seconds=60, retry_seconds=0)
+
+    assert install.returncode == 0, install.stderr
+    assert install.attempts == 4
+    assert install.args == ["install -y nodejs"] * 4
+    assert AFTER_INSTALL in install.stdout  # the app's setup runs once Node.js is there
+    failures = [line for line in install.journal if "failed" in line]
+    assert [f"attempt {n} failed" in line for n, line in enumerate(failures, start=1)] == [True] * 3
+    assert all("no egress" in line for line in failures)
+    assert "Node.js installed at attempt 4" in install.journal[-1]
+    assert install.stderr.count(f"{INSTALL_LOG_TAG}: Node.js install attempt") == 3  # and on the console
+
+
+def test_install_gives_up_after_its_bound_with_a_clear_message(tmp_path: Path) -> None:
+    install = _run_install(tmp_path, fails=10_000, install_seconds=4, retry_seconds=1)
+
+    assert install.returncode == 1
+    assert AFTER_INSTALL not in install.stdout  # no service without Node.js
+    assert install.attempts >= 2  # it retried before giving up
+    last = install.journal[-1]
+    assert last.startswith(f"giving up: Node.js install failed {install.attempts} times")
+    assert "route to the NAT gateway" in last and last in install.stderr
+    assert sum("failed (exit status 1)" in line for line in install.journal) == install.attempts - 1
+
+
+def test_install_attempt_that_hangs_is_killed_and_retried(tmp_path: Path) -> None:
+    """Without egress dnf's connections hang; one attempt must not eat the whole bound."""
+    install = _run_install(tmp_path, hangs=1, install_seconds=60, attempt_seconds=1, retry_seconds=0)
+
+    assert install.returncode == 0, install.stderr
+    assert install.attempts == 2
+    assert "attempt 1 failed (exit status 124)" in install.journal[0]  # timeout(1)'s status
+    assert AFTER_INSTALL in install.stdout
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [(0, 120, 10), (900, 0, 10), (900, 120, -1)],
+    ids=["no-deadline", "no-attempt-limit", "negative-retry"],
+)
+def test_install_rejects_bounds_that_would_not_bound(bounds: tuple[int, int, int]) -> None:
+    with pytest.raises(ValueError):
+        install_script(*bounds)
