@@ -1,9 +1,11 @@
 """The deployment workflow: the tutorial's web tier as a DAG of idempotent steps, rolled back on failure.
 
 Branches that do not depend on each other run concurrently (the NAT chain, the ALB chain, security
-groups and target group). Every create registers its compensation first; on any failure or on
-cancellation the siblings are stopped, the compensations run newest first, and the run ends FAILED or
-CANCELLED with the original cause.
+groups and target group). Instances launch as soon as their subnets and security group exist, while
+the NAT gateway may still be pending: their user data retries its Node.js install until the NAT route
+gives egress, so the app's boot (and the health wait) needs the route, the launch does not. Every
+create registers its compensation first; on any failure or on cancellation the siblings are stopped,
+the compensations run newest first, and the run ends FAILED or CANCELLED with the original cause.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import Compensation, Saga, root_message, shielded
 
 T = TypeVar("T")
+
+INSTANCES_BEFORE_ROUTE = "instances-launch-before-nat-route"
+"""Patch id: runs started before this change launched the instances after the NAT route; their
+histories replay with that order (`workflow.patched` is False for them)."""
 
 COMPENSATIONS: dict[Kind, Callable[..., Any]] = {
     Kind.SUBNET: NetworkActivities.delete_subnet,
@@ -166,7 +172,7 @@ class DeployWorkflow:
         instances = graph.add(self._instances(pre, subnets, app_sg, routes))
         registered = graph.add(self._register(instances, target_group))
         listener = graph.add(self._listener(balancer, target_group))
-        graph.add(self._healthy(instances, target_group, registered, listener))
+        graph.add(self._healthy(instances, target_group, registered, listener, routes))
         await graph.run()
 
         eips, nat_ids = nats.result()
@@ -313,9 +319,16 @@ class DeployWorkflow:
         app_sg: asyncio.Task[str],
         routes: asyncio.Task[dict[str, str]],
     ) -> dict[str, Instance]:
-        """After the NAT route exists: the user data installs Node.js through it."""
+        """Once their subnets and security group exist; the NAT route may not exist yet.
+
+        Nothing in RunInstances needs the route: only the user data's Node.js install does, and it
+        retries until the route gives egress (activities/user_data.py). The compensation is registered
+        after those of the subnets and the app security group, which must outlive the instances; the
+        route table and the NAT gateway do not depend on them, so unwinding those first is harmless.
+        """
         subnet_ids, group_id = await subnets, await app_sg
-        await routes
+        if not workflow.patched(INSTANCES_BEFORE_ROUTE):
+            await routes
         timing, instances = self._spec.timing, self._spec.instances
         wait = waiting(timing, timing.instance_timeout_seconds)
 
@@ -368,10 +381,13 @@ class DeployWorkflow:
         target_group: asyncio.Task[str],
         registered: asyncio.Task[str],
         listener: asyncio.Task[str],
+        routes: asyncio.Task[dict[str, str]],
     ) -> None:
+        """The app listens only after its install got egress: its wait starts once the route exists."""
         launched, group_arn = await instances, await target_group
         await registered
         await listener
+        await routes
         if not self._spec.wait_for_healthy_targets:
             return
         timing = self._spec.timing
