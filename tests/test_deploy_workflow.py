@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
+from models import naming
 from models.resources import DeploymentOutputs
 from models.spec import DeploymentSpec
 from tests.support.faults import hold_nat_gateways
@@ -133,18 +134,21 @@ async def test_per_az_nat_mode_gives_each_az_its_nat_and_route_table(client, wor
 
 
 async def test_branches_run_concurrently(client, aws, worker):
-    """While the NAT gateway is still pending, the ALB branch finishes: the steps form a DAG."""
+    """While the NAT gateway is still pending, the ALB branch finishes and the instances launch (their
+    user data waits for egress): the steps form a DAG. What needs the route waits for it."""
     held = hold_nat_gateways(aws.session)
     spec = fast_spec()
     handle = await client.start_workflow(
         DeployWorkflow.run, spec, id=f"deploy-{spec.deployment_id}", task_queue=worker.task_queue
     )
+    launched = ("alb", "tg-app", "app-0", "app-1", "targets")
     progress = await eventually(
         lambda: handle.query(DeployWorkflow.progress),
-        lambda p: p.step("alb").state == "done" and p.step("tg-app").state == "done",
+        lambda p: all(p.step(key).state == "done" for key in launched),
     )
     assert progress.step("nat-ap-northeast-2a").state == "running"
-    assert progress.step("app-0").state == "pending"  # instances wait for the NAT route
+    assert progress.step(naming.route_table(None)).state == "pending"  # it needs the NAT gateway
+    assert progress.step("healthy").state == "pending"  # the app boots only once it has egress
     held.released.set()
     outputs = await handle.result()
     final = await handle.query(DeployWorkflow.progress)

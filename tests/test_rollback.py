@@ -150,7 +150,11 @@ async def test_cancel_mid_run_rolls_back_and_ends_cancelled(client, aws: AwsClie
     handle = await run(client, worker, fast_spec())
     await eventually(
         lambda: handle.query(DeployWorkflow.progress),
-        lambda p: p.step("nat-ap-northeast-2a").state is StepState.RUNNING and held.polls > 0,
+        lambda p: (
+            p.step("nat-ap-northeast-2a").state is StepState.RUNNING
+            and held.polls > 0
+            and p.step("app-1").state is StepState.DONE
+        ),  # instances launch while the NAT is pending
     )
     assert inventory() != before  # there is something to roll back
     await handle.cancel()
@@ -164,6 +168,7 @@ async def test_cancel_mid_run_rolls_back_and_ends_cancelled(client, aws: AwsClie
     progress = await handle.query(DeployWorkflow.progress)
     assert progress.phase is Phase.CANCELLED
     assert progress.step("nat-ap-northeast-2a").state is StepState.COMPENSATED
+    assert progress.step("app-0").state is StepState.COMPENSATED  # launched before the NAT was available
 
 
 async def test_transient_errors_are_retried_without_duplicates(client, aws: AwsClients, worker):
