@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from models.resources import Waiting
+from models.resources import Waiting, WaitShape
 
 
 def pause(waiting: Waiting, detail: str) -> None:
@@ -32,6 +33,9 @@ def poll_until(
     check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool = False
 ) -> None:
     """Call `check` until it returns True or the timeout passes."""
+    if waiting.shape is WaitShape.RETRY:
+        check_once(check, waiting, what, retryable_timeout=retryable_timeout)
+        return
     deadline = time.monotonic() + waiting.timeout_seconds
     while not check():
         if time.monotonic() > deadline:
@@ -41,6 +45,22 @@ def poll_until(
                 non_retryable=not retryable_timeout,
             )
         pause(waiting, f"waiting for {what}")
+
+
+def check_once(check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool) -> None:
+    """Wait shape (b): one check; not there yet is a retryable failure, and the activity's retry
+    policy (workflows/options.py) is the poll schedule. The timeout counts from the first attempt."""
+    if check():
+        return
+    waited = datetime.now(UTC) - activity.info().scheduled_time
+    if waited.total_seconds() > waiting.timeout_seconds:
+        raise ApplicationError(
+            f"timed out after {waiting.timeout_seconds:g} s waiting for {what}",
+            type="WaitTimeout",
+            non_retryable=not retryable_timeout,
+        )
+    # BENIGN: an expected failure, logged at DEBUG (a warning with a traceback per poll costs CPU).
+    raise ApplicationError(f"not yet: {what}", type="NotReady", category=ApplicationErrorCategory.BENIGN)
 
 
 def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **params: Any) -> None:
