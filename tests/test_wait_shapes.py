@@ -44,7 +44,7 @@ def test_timeout_counts_from_the_first_attempt():
     with pytest.raises(ApplicationError) as raised:
         attempt_scheduled(timedelta(seconds=61)).run(poll_until, lambda: False, RETRY, "the NAT gateway")
     assert raised.value.type == "WaitTimeout" and raised.value.non_retryable
-    assert str(raised.value) == "timed out after 60 s waiting for the NAT gateway"
+    assert raised.value.message == "timed out after 60 s waiting for the NAT gateway"
 
 
 def test_ready_returns_at_once():
