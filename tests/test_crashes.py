@@ -135,7 +135,10 @@ async def reach_rollback_target(handle: WorkflowHandle, rng: random.Random) -> s
         lambda: progress_of(handle), lambda p: p.phase is Phase.ROLLING_BACK, timeout=120
     )
     kinds = {step.key: step.kind for step in plan(DeploymentSpec())}
-    registered = [s for s in rolling.steps if kinds[s.key] is not None and s.state is not StepState.PENDING]
+    # Not the failed step: it shows `compensating` only for the instant its compensation runs, then
+    # `failed` again, so a poll can miss it.
+    undoable = [s for s in rolling.steps if kinds[s.key] is not None]
+    registered = [s for s in undoable if s.state not in (StepState.PENDING, StepState.FAILED)]
     newest_first = [s.key for s in sorted(registered, key=lambda s: s.started_at, reverse=True)]
     target = rng.choice(newest_first[:-2])
     await eventually(lambda: progress_of(handle), lambda p: p.step(target).state in UNDOING, timeout=120)

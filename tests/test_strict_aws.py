@@ -422,9 +422,15 @@ async def test_cancel_mid_way_rolls_everything_back(
     step, holding = hold(aws.session)
     before = inventory()
     handle = await start(client, worker, fast_spec())
+    launched = naming.instance(1)
     await eventually(
         lambda: handle.query(DeployWorkflow.progress),
-        lambda p: p.step(step).state is StepState.RUNNING and holding(),
+        lambda p: (
+            p.step(step).state is StepState.RUNNING
+            and holding()
+            # held at the NAT gateway, the instances still launch: they need no route
+            and (hold is held_at_instances or p.step(launched).state is StepState.DONE)
+        ),
     )
     await handle.cancel()
 
@@ -437,7 +443,7 @@ async def test_cancel_mid_way_rolls_everything_back(
     assert progress.phase is Phase.CANCELLED and progress.left_behind == []
     assert progress.step(step).state is StepState.COMPENSATED
     assert inventory() == before
-    assert_strictness_was_met(strict, instances=hold is held_at_instances)
+    assert_strictness_was_met(strict)  # either way the instances were running, and were waited out
 
 
 @pytest.mark.parametrize("nat_mode", ["single", "per_az"])

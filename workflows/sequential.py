@@ -54,7 +54,7 @@ class SequentialDeployWorkflow(DeployWorkflow):
         registered = await then(self._register(instances, target_group))
         balancer = await then(self._load_balancer(pre, alb_sg))
         listener = await then(self._listener(balancer, target_group))
-        await then(self._healthy(instances, target_group, registered, listener))
+        await then(self._healthy(instances, target_group, registered, listener, routes))
 
         eips, nat_ids = nats.result()
         lb: LoadBalancer = balancer.result()
