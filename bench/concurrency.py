@@ -78,6 +78,10 @@ class Batch:
     workflow_task_queue: list[float] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    """Activity attempts after the first (under wait shape (b), the polls)."""
+    retry_periods: list[float] = field(default_factory=list)
+    """Per retried activity: (completed - scheduled) / (attempts - 1), the achieved poll period."""
     """The worker's AWS calls by action."""
 
     def p(self, q: float) -> float:
@@ -200,6 +204,7 @@ async def read_run(handle: WorkflowHandle, batch: Batch) -> None:
         message = last.workflow_execution_failed_event_attributes.failure.message
         batch.failures[-1] += f" ({message.splitlines()[0][:300]})"
     scheduled: dict[int, float] = {}
+    attempts: dict[int, int] = {}
     for event in history.events:
         at = event.event_time.ToDatetime().timestamp()
         if event.event_type in (
@@ -211,6 +216,13 @@ async def read_run(handle: WorkflowHandle, batch: Batch) -> None:
             started = event.activity_task_started_event_attributes
             if started.attempt == 1:  # later attempts' start times include the retry delays
                 batch.activity_queue.append(at - scheduled[started.scheduled_event_id])
+            attempts[started.scheduled_event_id] = started.attempt
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            done = event.activity_task_completed_event_attributes.scheduled_event_id
+            if attempts.get(done, 1) > 1:
+                # A wait of shape (b): its attempts were its polls, this far apart on average.
+                batch.retry_periods.append((at - scheduled[done]) / (attempts[done] - 1))
+                batch.retries += attempts[done] - 1
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             started_wft = event.workflow_task_started_event_attributes
             batch.workflow_task_queue.append(at - scheduled[started_wft.scheduled_event_id])
@@ -261,6 +273,13 @@ def report(batch: Batch, single: float, poll: float) -> None:
     total = sum(batch.calls.values())
     polls = sum(batch.calls.get(action, 0) for action in POLLS)
     print(f"  AWS calls per deployment {total / batch.n:.1f}, of which wait polls {polls / batch.n:.1f}")
+    if batch.retries:
+        print(
+            f"  activity retries per deployment {batch.retries / batch.n:.1f} (shape b: its polls; shape a: "
+            f"failed attempts, e.g. heartbeat timeouts); seconds between attempts "
+            f"of retried activities: median {statistics.median(batch.retry_periods):.2f}, "
+            f"p95 {percentile(batch.retry_periods, 0.95):.2f} (poll interval {poll:g})"
+        )
     threads = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in window.worker_threads.items())
     print(f"  worker CPU by thread: {threads}")
     print(
@@ -309,11 +328,24 @@ async def single_time(running: Stack, profile: LatencyProfile, poll: float | Non
     return statistics.median(times)
 
 
+def code_version() -> str:
+    """The commit measured, and what of the worker's code differs from it (the work tree is shared)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "activities", "workflows", "models", "simulate", "worker.py")
+    changed = ", ".join(line[3:] for line in dirty.splitlines())
+    return f"{git('rev-parse', '--short', 'HEAD')}" + (f" + uncommitted {changed}" if changed else "")
+
+
 async def measure(args: argparse.Namespace) -> None:
     profile = load_profile(scale=args.scale)
     probe = scaled_spec(profile, args.poll)
     poll = probe.timing.poll_interval_seconds
     shape = WaitShape(args.wait_shape) if args.wait_shape else WAIT_SHAPE
+    print(f"code: {code_version()}")
     print(f"scale {profile.scale:g}; poll interval {poll:g} s; wait shape {shape.value} ({SHAPES[shape]})")
     print(f"  a wait's options: {describe_waits(probe, shape)}")
     log = Path(tempfile.gettempdir()) / f"bench-worker-{os.getpid()}.log"
