@@ -238,7 +238,7 @@ def chain_segments(
             egress - table[1],
             sum(real("ec2", a) for a in ("CreateRouteTable", "CreateRoute", "AssociateRouteTable")) * s,
         ),
-        Segment("app boot after egress, health (model)", "model", boot, boot + describe * s),
+        Segment("app boot from egress, health (model)", "model", boot, boot + describe * s),
         Segment("health last poll", "poll", health[2] - (egress + boot), 0.0),
         Segment("-> workflow closed -> result", "temporal", ended - health[2], 0.0),
     ]
