@@ -397,11 +397,13 @@ async def test_failure_mid_way_rolls_everything_back(
 
 def assert_strictness_met_for(strict: StrictAws, made: set[str]) -> None:
     """What was made met the strict rules on its way out: slow deletions waited, lingers retried."""
-    nat_made = naming.nat_gateway("ap-northeast-2a") in made
-    assert (strict.shown["nat-gateway"] > 0) is nat_made
-    assert (strict.shown["instance"] > 0) is bool({naming.instance(0), naming.instance(1)} & made)
-    if nat_made:
+    # Implications only: a create still in flight at the failure is settled and undone, but it may not
+    # have reported its id (instances launch beside the NAT chain).
+    if naming.nat_gateway("ap-northeast-2a") in made:
+        assert strict.shown["nat-gateway"] > 0
         assert strict.refused[("ReleaseAddress", "AuthFailure")] >= strict.linger_refusals
+    if {naming.instance(0), naming.instance(1)} & made:
+        assert strict.shown["instance"] > 0
     if naming.LOAD_BALANCER in made:
         assert strict.refused[("DeleteSecurityGroup", "DependencyViolation")] >= strict.linger_refusals
 
