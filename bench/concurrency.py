@@ -346,7 +346,11 @@ async def measure(args: argparse.Namespace) -> None:
     poll = probe.timing.poll_interval_seconds
     shape = WaitShape(args.wait_shape) if args.wait_shape else WAIT_SHAPE
     print(f"code: {code_version()}")
-    print(f"scale {profile.scale:g}; poll interval {poll:g} s; wait shape {shape.value} ({SHAPES[shape]})")
+    shared = "; waits of one kind share their polls (bench/_shared_polls.py)" if args.shared_polls else ""
+    print(
+        f"scale {profile.scale:g}; poll interval {poll:g} s; "
+        f"wait shape {shape.value} ({SHAPES[shape]}){shared}"
+    )
     print(f"  a wait's options: {describe_waits(probe, shape)}")
     log = Path(tempfile.gettempdir()) / f"bench-worker-{os.getpid()}.log"
     if args.profile:
@@ -354,7 +358,12 @@ async def measure(args: argparse.Namespace) -> None:
     async with stack() as running:
         os.environ["TEMPORAL_TASK_QUEUE"] = running.task_queue
         os.environ["BENCH_CALLS"] = str(log.with_suffix(".calls.json"))
-        knobs = {"BENCH_THREADS": args.threads, "BENCH_POOL": args.pool, "BENCH_WAIT_SHAPE": args.wait_shape}
+        knobs = {
+            "BENCH_THREADS": args.threads,
+            "BENCH_POOL": args.pool,
+            "BENCH_WAIT_SHAPE": args.wait_shape,
+            "BENCH_SHARED_POLLS": "1" if args.shared_polls else None,
+        }
         for name, value in knobs.items():
             if value is not None:
                 os.environ[name] = str(value)
@@ -404,6 +413,11 @@ def main() -> None:
         choices=[shape.value for shape in WaitShape],
         default=None,
         help=f"how waits wait (DESIGN.md section 2; default the product's, {WAIT_SHAPE.value})",
+    )
+    parser.add_argument(
+        "--shared-polls",
+        action="store_true",
+        help="experiment: waits of one kind share one describe per poll (bench/_shared_polls.py)",
     )
     parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy profiles of batches")
     args = parser.parse_args()
