@@ -16,6 +16,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from tests.support.expected import TUTORIAL_COUNTS
 from tests.support.inventory import added, inventory
 from tests.support.processes import Cli, stop
 from tests.support.servers import DurableTemporal, free_port
@@ -24,19 +25,6 @@ from tests.support.waiting import eventually
 from workflows.deploy import DeployWorkflow
 
 OUTAGE_SECONDS = 12
-
-TUTORIAL_COUNTS = {
-    "subnets": 2,
-    "addresses": 1,
-    "nat_gateways": 1,
-    "route_tables": 1,
-    "security_groups": 2,
-    "security_group_rules": 4,  # one ingress and the default egress rule per group
-    "instances": 2,
-    "load_balancers": 1,
-    "target_groups": 1,
-    "listeners": 1,
-}
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from activities import AwsClients
 from activities.errors import classify
 from models.resources import DeploymentOutputs
 from models.spec import DeploymentSpec
+from tests.support.expected import TUTORIAL_COUNTS
 from tests.support.faults import TransientStorm
 from tests.support.inventory import added, inventory
 from tests.support.specs import FAST_TIMING, fast_spec
@@ -26,18 +27,6 @@ from workflows.deploy import DeployWorkflow
 
 RATE = 0.3
 
-TUTORIAL = {
-    "subnets": 2,
-    "addresses": 1,
-    "nat_gateways": 1,
-    "route_tables": 1,
-    "security_groups": 2,
-    "security_group_rules": 4,  # one ingress and the default egress rule per group
-    "instances": 2,
-    "load_balancers": 1,
-    "target_groups": 1,
-    "listeners": 1,
-}
 
 STORM_TIMING = {**FAST_TIMING, "retry_maximum_attempts": 10}
 """The spec's default attempts (FAST_TIMING's 3 suit single faults): a step with four creates in a row
@@ -59,7 +48,7 @@ def assert_exactly_the_tutorial(
     """One of each resource, no twin, and the pieces wired to each other (not to a lost twin)."""
     created = {kind: len(ids) for kind, ids in added(before, inventory()).items()}
     per_nat = {"addresses": nat_gateways, "nat_gateways": nat_gateways, "route_tables": nat_gateways}
-    assert created == {**TUTORIAL, **per_nat}
+    assert created == {**TUTORIAL_COUNTS, **per_nat}
     health = elbv2.describe_target_health(TargetGroupArn=outputs.target_group_arn)
     assert sorted(t["Target"]["Id"] for t in health["TargetHealthDescriptions"]) == sorted(
         outputs.instance_ids.values()
