@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from models.resources import DeploymentOutputs, Scope
     from models.spec import DeploymentSpec
     from workflows import WORKFLOWS
-    from workflows.deploy import COMPENSATIONS, DeployWorkflow
+    from workflows.deploy import COMPENSATIONS, INSTANCES_BEFORE_ROUTE, DeployWorkflow
     from workflows.teardown import DELETE_ORDER, TeardownWorkflow
 
 HISTORIES = Path(__file__).parent / "data" / "histories"
@@ -285,3 +285,39 @@ def test_teardown_history_deletes_every_kind_in_dependency_order() -> None:
     assert deletes == sorted(deletes, key=order.index)  # ... dependants first
     request = decoded(started(history).input.payloads[0])
     assert request["scope"]["deployment_id"] == spec_of(load("success")).deployment_id
+
+
+# Runs started before a workflow change
+
+
+OLDER = HISTORIES / "older"
+"""Recorded before instances launched during the NAT wait (patch `instances-launch-before-nat-route`):
+a deployment in flight across that upgrade must go on under the new worker, not fail as nondeterministic."""
+
+
+@pytest.mark.parametrize("path", sorted(OLDER.glob("*.json")), ids=lambda path: path.stem)
+async def test_histories_from_before_a_patched_change_still_replay(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"older/{path.name} no longer replays: {result.replay_failure}"
+
+
+def patch_markers(path: Path) -> set[bytes]:
+    """The patch data of every marker in a history (the SDK records `workflow.patched` as a marker)."""
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    return {
+        payload.data
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+        for payloads in event.marker_recorded_event_attributes.details.values()
+        for payload in payloads.payloads
+    }
+
+
+def test_older_histories_took_the_former_order() -> None:
+    """Else the test above would prove nothing: the old runs lack the patch marker, the new ones have it."""
+    marker = INSTANCES_BEFORE_ROUTE.encode()
+    paths = sorted(OLDER.glob("*.json"))
+    assert len(paths) == 4
+    assert not any(marker in data for path in paths for data in patch_markers(path))
+    assert any(marker in data for data in patch_markers(HISTORIES / "success.json"))
