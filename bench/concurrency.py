@@ -43,6 +43,7 @@ from _processes import CpuWindow, Stack, memory_mb, stack
 from _setup import REGION, scaled_spec
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 
 from cli.commands import Output, start_deployment
 from models.resources import Waiting, WaitShape
@@ -78,6 +79,8 @@ class Batch:
     workflow_task_queue: list[float] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    cut_short: int = 0
+    """Deployments terminated at the batch's deadline."""
     retries: int = 0
     """Activity attempts after the first (under wait shape (b), the polls)."""
     retry_periods: list[float] = field(default_factory=list)
@@ -165,8 +168,16 @@ def stop_profiler(profiler: subprocess.Popen, out: Path) -> None:
     print(f"  profile of the worker (py-spy, collapsed stacks): {out}")
 
 
-async def deploy_all(running: Stack, batch_specs: list[DeploymentSpec], spy_out: Path | None = None) -> Batch:
-    """Start every deployment at once, wait for all, read their times and histories from the server."""
+async def deploy_all(
+    running: Stack,
+    batch_specs: list[DeploymentSpec],
+    spy_out: Path | None = None,
+    deadline: float | None = None,
+) -> Batch:
+    """Start every deployment at once, wait for all, read their times and histories from the server.
+
+    Past `deadline` seconds the deployments still running are terminated and count as failed: a
+    saturated stack (heartbeat timeouts, retries, rollbacks) would otherwise run for an hour."""
     batch = Batch(n=len(batch_specs))
     output = Output(as_json=True)
     assert running.worker is not None
@@ -178,7 +189,18 @@ async def deploy_all(running: Stack, batch_specs: list[DeploymentSpec], spy_out:
     handles: list[WorkflowHandle] = await asyncio.gather(
         *(start_deployment(running.client, spec, output) for spec in batch_specs)
     )
-    await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
+    results = [asyncio.ensure_future(h.result()) for h in handles]
+    _, pending = await asyncio.wait(results, timeout=deadline)
+    if pending:
+        batch.cut_short = len(pending)
+        for handle, result in zip(handles, results, strict=True):
+            if not result.done():
+                with contextlib.suppress(RPCError):
+                    await handle.terminate(f"the benchmark's batch ran past {deadline:.0f} s")
+        await asyncio.gather(*pending, return_exceptions=True)
+    for result in results:
+        if not result.cancelled():
+            result.exception()  # retrieved: failures are read from the server below
     batch.window = window.stop()
     batch.calls = running.take_calls()
     if profiler is not None and spy_out is not None:
@@ -242,6 +264,12 @@ def limit(batch: Batch, single: float, poll: float) -> str:
     if task_wait > 1.0:
         return f"worker workflow tasks (its event loop / CPU): tasks queued {task_wait:.1f} s (p95)"
     heaviest = max(("worker", "temporal", "moto"), key=window.cores)
+    if batch.failures:
+        return (
+            f"{len(batch.failures)} failed, {batch.retries / batch.n:.1f} activity retries per deployment "
+            f"(worker log: heartbeat or AWS read timeouts); machine {window.machine_busy:.0%} busy, "
+            f"largest share: {heaviest}"
+        )
     if window.machine_busy > 0.85:
         return f"machine CPU ({window.machine_busy:.0%} busy); largest share: {heaviest}"
     if batch.p(0.95) <= 2 * single:
@@ -257,6 +285,8 @@ def report(batch: Batch, single: float, poll: float) -> None:
         f"{name} {window.used[name]:.1f} s ({window.cores(name):.2f} cores)" for name in window.used
     )
     print(f"N={batch.n}: {done} completed, {len(batch.failures)} failed, batch wall {window.wall:.1f} s")
+    if batch.cut_short:
+        print(f"  {batch.cut_short} still running at the batch deadline were terminated (counted as failed)")
     for failure in batch.failures[:5]:
         print(f"  failed: {failure}")
     if done:
@@ -380,16 +410,20 @@ async def measure(args: argparse.Namespace) -> None:
         batches = []
         for n in points:
             spy_out = args.profile / f"worker-n{n}.txt" if args.profile else None
-            batch = await deploy_all(running, specs(running, n, profile, poll), spy_out)
+            deadline = args.deadline * single
+            batch = await deploy_all(running, specs(running, n, profile, poll), spy_out, deadline)
             report(batch, single, poll)
             batches.append(batch)
+            if batch.cut_short:
+                print(f"  sweep stopped: N={n} did not finish within {args.deadline:g} x single")
+                break
         assert running.worker is not None
         lifetime_peak = memory_mb(running.worker.pid, "VmHWM")
         print(f"worker peak RSS over its life (VmHWM): {lifetime_peak:.0f} MB; log {log}")
     if args.sweep is not None:
-        knee = next((b for b in batches if b.durations and b.p(0.95) > 2 * single), None)
+        knee = next((b for b in batches if b.failures or b.p(0.95) > 2 * single), None)
         if knee is None:
-            print(f"knee: none up to N={points[-1]} (p95 stayed within 2 x single = {2 * single:.1f} s)")
+            print(f"knee: none up to N={batches[-1].n} (p95 <= 2 x single = {2 * single:.1f} s, no failures)")
         else:
             print(f"knee: N={knee.n} (p95 {knee.p(0.95):.1f} s > 2 x single {2 * single:.1f} s); "
                   f"limit: {limit(knee, single, poll)}")  # fmt: skip
@@ -413,6 +447,12 @@ def main() -> None:
         choices=[shape.value for shape in WaitShape],
         default=None,
         help=f"how waits wait (DESIGN.md section 2; default the product's, {WAIT_SHAPE.value})",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=6.0,
+        help="terminate a batch's deployments still running after this many single times (default 6)",
     )
     parser.add_argument(
         "--shared-polls",
