@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 from _processes import CpuWindow, Stack, memory_mb, stack
@@ -47,7 +48,7 @@ from temporalio.service import RPCError
 
 from cli.commands import Output, start_deployment
 from models.resources import Waiting, WaitShape
-from models.spec import DeploymentSpec
+from models.spec import DeploymentSpec, TimingSpec
 from simulate.profile import LatencyProfile, load_profile
 from workflows.options import WAIT_SHAPE, activity_options
 
@@ -117,14 +118,24 @@ def free_blocks(count: int) -> list[str]:
     raise SystemExit(f"the default VPC has no room for {count} private subnets")
 
 
+def bench_timing(profile: LatencyProfile, poll: float | None) -> dict[str, Any]:
+    """_setup's scaled timing, with generous wait timeouts and the product's heartbeat timeout."""
+    timing = scaled_spec(profile, poll).timing.model_dump()
+    for wait in ("nat_gateway", "load_balancer", "instance", "targets_healthy", "delete"):
+        timing[f"{wait}_timeout_seconds"] = GENEROUS
+    # The product's heartbeat timeout (30 s), not _setup's 5 s: the SDK sends heartbeats every 0.8 x
+    # the timeout, so 5 s leaves 1 s for a loaded event loop and server; on this shared machine other
+    # users' load alone then times out waits, and their retries add load until the stack spirals.
+    timing["heartbeat_timeout_seconds"] = TimingSpec().heartbeat_timeout_seconds
+    return timing
+
+
 def specs(running: Stack, n: int, profile: LatencyProfile, poll: float | None) -> list[DeploymentSpec]:
     """On an emptied moto (whose first EC2 call, here, sets up the region: about 1 s)."""
     running.reset_aws()
     blocks = free_blocks(n * len(ZONES))
     token = uuid.uuid4().hex[:4]
-    timing = scaled_spec(profile, poll).timing.model_dump()
-    for wait in ("nat_gateway", "load_balancer", "instance", "targets_healthy", "delete"):
-        timing[f"{wait}_timeout_seconds"] = GENEROUS
+    timing = bench_timing(profile, poll)
     return [
         scaled_spec(
             profile,
@@ -372,7 +383,7 @@ def code_version() -> str:
 
 async def measure(args: argparse.Namespace) -> None:
     profile = load_profile(scale=args.scale)
-    probe = scaled_spec(profile, args.poll)
+    probe = scaled_spec(profile, args.poll, timing=bench_timing(profile, args.poll))
     poll = probe.timing.poll_interval_seconds
     shape = WaitShape(args.wait_shape) if args.wait_shape else WAIT_SHAPE
     print(f"code: {code_version()}")
