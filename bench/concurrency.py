@@ -59,6 +59,9 @@ POLLS = (
     "elbv2.DescribeTargetHealth",
 )
 """The describe calls of the waits (the finds before a create use some of them too)."""
+GIL_BOUND = 0.6
+"""Cores above which a Python process (moto, the worker) counts as saturated: its Python code runs on
+one core at a time, and the rest of the second core goes to the other processes."""
 SHAPES = {
     WaitShape.POLL: "(a) polls inside one activity attempt, heartbeats between polls",
     WaitShape.RETRY: "(b) one check per attempt, the retry policy is the poll schedule",
@@ -285,6 +288,11 @@ def limit(batch: Batch, single: float, poll: float) -> str:
         return f"machine CPU ({window.machine_busy:.0%} busy); largest share: {heaviest}"
     if batch.p(0.95) <= 2 * single:
         return "nothing saturated"
+    python = {name: window.cores(name) for name in ("moto", "worker")}
+    busiest = max(python, key=python.__getitem__)
+    if python[busiest] > GIL_BOUND:
+        # One Python process runs Python code on one core at a time (the GIL), threads or not.
+        return f"{busiest}: {python[busiest]:.2f} cores, near one Python process's ceiling (the GIL)"
     return f"unclear: no queueing in the worker, machine {window.machine_busy:.0%} busy"
 
 
