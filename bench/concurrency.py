@@ -1,6 +1,7 @@
 """Many deployments at once on one worker process, under the latency profile.
 
     .venv/bin/python bench/concurrency.py [-n 50] [--sweep [N ...]] [--scale 0.2] [--poll SECONDS]
+        [--wait-shape poll|retry] [--threads T] [--pool P] [--shared-polls] [--profile DIR]
 
 Starts a Temporal dev server, a moto server and one worker process (bench/_sim_worker.py: worker.py
 with the latency model on its boto3 session), then deploys N tutorial web tiers at once, each with its
@@ -9,14 +10,33 @@ the default VPC). Printed per batch: completions, failures, p50/p95 deployment t
 to close), p95 / single, worker CPU seconds per deployment, worker peak RSS, the CPU each process used
 (worker, Temporal server, moto, this script) and how busy the whole machine was, and the queueing
 inside the worker (schedule-to-start of first attempts and of workflow tasks), so the reader can tell
-whether the worker or the machine is the limit. `--sweep` runs several N (default 25 50 100 150 200)
-and reports the knee: the first N whose p95 passes 2 x a single deployment.
+whether the worker or the machine is the limit; also AWS calls per deployment (polls apart), the
+worker's CPU by thread (event loop, SDK core, activity threads) and, from history, activity retries
+and the achieved seconds between attempts (the polls of wait shape (b)). `--sweep` runs several N
+(default 25 50 100 150 200) and reports the knee: the first N whose p95 passes 2 x a single
+deployment or that has failures; a batch still running after `--deadline` x single is terminated
+and ends the sweep. Knobs: `--wait-shape` (DESIGN.md section 2: (a) poll inside one attempt, (b) one
+check per attempt), `--threads`/`--pool` (activity threads, HTTP connections per boto3 client),
+`--shared-polls` (bench/_shared_polls.py), `--profile` (py-spy of the worker; its ptrace stops inflate
+the worker's CPU and can time heartbeats out, so read it for shares only).
 
 Targets (issue 6): 0 failures at 50; worker CPU <= 0.15 s per deployment; worker peak RSS <= 200 MB.
 
 Scale: activity retries are at least 1 s apart on the Temporal server (measured: a 50 ms or 200 ms
 retry interval, or `next_retry_delay`, gives 1.0 s), so polls cannot be faster than 1 s. The default
-scale, 0.2, makes AWS's 5 s poll interval 1 s and a single deployment about 45 s.
+scale, 0.2, makes AWS's 5 s poll interval 1 s and a single deployment about 38 s.
+
+Measured (2 cores shared with other sessions, N=50, single 38 s; see the commit that adds this):
+- shape (a), worker.py's 32 threads: 0 failed, p95/single 3.44, 0.32 s CPU/deployment, 156 MB.
+  Each wait holds a thread for the resource's whole wait (up to 4 per deployment): first attempts
+  queued 58 s (p95). With 200-400 threads: p95/single 1.28-1.34, 0.245 s, 168-170 MB.
+- shape (b), 32-64 threads: p95/single 1.41-1.60, 0.30-0.31 s; every retry re-runs the activity
+  (its find, then the check: two describes a poll) and costs the SDK and the server an activity task;
+  under load retries queue behind first attempts and the polls drift apart (median 5 s at N=50,
+  40 s at N=100). It scales worse: knee N=75 (slots) against N=100 (moto) for (a).
+- polls are most of (a)'s CPU: 64 of 103 calls. --shared-polls: 14 polls, 0.177 s, 172 MB, 1.23.
+- past N=75-100 moto is the limit: one Python process at 0.7-0.8 cores (its describe-by-tag
+  filters scan every deployment's resources), not the worker (0.2 cores) or Temporal (0.15).
 """
 
 from __future__ import annotations
