@@ -51,6 +51,7 @@ DUPLICATE_CODES = frozenset(
         "InvalidGroup.Duplicate",
         "DuplicateTargetGroupName",
         "DuplicateLoadBalancerName",
+        "Resource.AlreadyAssociated",  # CreateNatGateway: our address, taken by our own lost-reply NAT
     }
 )
 """On a retry these may be our own earlier create, whose reply was lost and which the lookup did not

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -24,6 +25,7 @@ from activities import (
     PreflightActivities,
     SecurityGroupActivities,
 )
+from activities.errors import DUPLICATE_CODES, aws_errors
 from activities.waits import poll_until
 from models.resources import (
     DeleteInput,
@@ -336,3 +338,26 @@ async def test_a_wait_ends_at_its_next_pause_once_cancelled() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(waiting, timeout=60)  # a 30 s poll interval: only the cancel ends it early
+
+
+@activity.defn
+def create_refused(code: str) -> None:
+    """A create whose AWS answer is `code`, through the activities' own error handling."""
+
+    @aws_errors
+    def create() -> None:
+        raise ClientError({"Error": {"Code": code, "Message": "refused"}}, "CreateNatGateway")
+
+    create()
+
+
+@pytest.mark.parametrize("code", sorted(DUPLICATE_CODES))
+def test_each_duplicate_answer_fails_the_first_attempt_and_is_retried_on_later_ones(code: str) -> None:
+    with pytest.raises(ApplicationError) as first:
+        ActivityEnvironment().run(create_refused, code)
+    assert first.value.non_retryable and first.value.type == code
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    with pytest.raises(ApplicationError) as later:
+        retry.run(create_refused, code)
+    assert not later.value.non_retryable
