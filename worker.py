@@ -19,11 +19,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import AwsClients, all_activities
+from activities.aws_clients import CONCURRENT_CALLS
 from cli.connection import connect, load_settings, task_queue
 from cli.errors import UserError, run_cli
 from workflows import WORKFLOWS
 
-ACTIVITY_THREADS = 32
+ACTIVITY_THREADS = CONCURRENT_CALLS
 """Most activity time is spent waiting on AWS, so threads are cheap; boto3 clients are shared."""
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)

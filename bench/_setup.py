@@ -36,6 +36,7 @@ from simulate.calls import CallCounter  # noqa: E402
 from simulate.latency import LatencyModel  # noqa: E402
 from simulate.profile import LatencyProfile  # noqa: E402
 from tests.support.servers import free_port, reset_moto, venv_binary  # noqa: E402
+from worker import ACTIVITY_THREADS  # noqa: E402
 from workflows import WORKFLOWS, search_attributes  # noqa: E402
 from workflows.sequential import SequentialDeployWorkflow  # noqa: E402
 
@@ -43,8 +44,6 @@ REGION = "ap-northeast-2"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 MIN_SECONDS = 0.001
 """Timing settings must be positive, also at scale 0."""
-ACTIVITY_THREADS = 32
-"""As worker.py's default."""
 
 
 @dataclass
