@@ -29,6 +29,14 @@ def pause(waiting: Waiting, detail: str) -> None:
         raise asyncio.CancelledError(f"cancelled while {detail}")
 
 
+def timed_out(waiting: Waiting, what: str, *, retryable: bool) -> ApplicationError:
+    return ApplicationError(
+        f"timed out after {waiting.timeout_seconds:g} s waiting for {what}",
+        type="WaitTimeout",
+        non_retryable=not retryable,
+    )
+
+
 def poll_until(
     check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool = False
 ) -> None:
@@ -39,11 +47,7 @@ def poll_until(
     deadline = time.monotonic() + waiting.timeout_seconds
     while not check():
         if time.monotonic() > deadline:
-            raise ApplicationError(
-                f"timed out after {waiting.timeout_seconds:g} s waiting for {what}",
-                type="WaitTimeout",
-                non_retryable=not retryable_timeout,
-            )
+            raise timed_out(waiting, what, retryable=retryable_timeout)
         pause(waiting, f"waiting for {what}")
 
 
@@ -54,29 +58,26 @@ def check_once(check: Callable[[], bool], waiting: Waiting, what: str, *, retrya
         return
     waited = datetime.now(UTC) - activity.info().scheduled_time
     if waited.total_seconds() > waiting.timeout_seconds:
-        raise ApplicationError(
-            f"timed out after {waiting.timeout_seconds:g} s waiting for {what}",
-            type="WaitTimeout",
-            non_retryable=not retryable_timeout,
-        )
+        raise timed_out(waiting, what, retryable=retryable_timeout)
     # BENIGN: an expected failure, logged at DEBUG (a warning with a traceback per poll costs CPU).
     raise ApplicationError(f"not yet: {what}", type="NotReady", category=ApplicationErrorCategory.BENIGN)
 
 
+def waiter_reached(client: Any, waiter_name: str, what: str, params: dict[str, Any]) -> bool:
+    """One attempt of a botocore waiter: True when its acceptors say done, False when not yet."""
+    waiter = client.get_waiter(waiter_name)
+    try:
+        waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
+    except WaiterError as err:
+        if "Error" in (err.last_response or {}):
+            # An AWS error, not a state: classified like any other call's (aws_errors).
+            raise ClientError(err.last_response, waiter.config.operation) from err
+        if "Max attempts exceeded" in str(err):
+            return False
+        raise ApplicationError(f"{what} failed: {err}", type="WaiterFailure", non_retryable=True) from err
+    return True
+
+
 def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **params: Any) -> None:
     """Run a botocore waiter one attempt at a time, heartbeating between attempts."""
-    waiter = client.get_waiter(waiter_name)
-
-    def reached() -> bool:
-        try:
-            waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
-        except WaiterError as err:
-            if "Error" in (err.last_response or {}):
-                # An AWS error, not a state: classified like any other call's (aws_errors).
-                raise ClientError(err.last_response, waiter.config.operation) from err
-            if "Max attempts exceeded" in str(err):
-                return False
-            raise ApplicationError(f"{what} failed: {err}", type="WaiterFailure", non_retryable=True) from err
-        return True
-
-    poll_until(reached, waiting, what)
+    poll_until(lambda: waiter_reached(client, waiter_name, what, params), waiting, what)

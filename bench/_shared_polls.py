@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -145,7 +145,7 @@ class SharedPolls:
                 )
                 if state == ASK_ALONE:
                     # The shared call failed: this wait's own check, with its own error handling.
-                    if waits_reached(client, waiter_name, waiting, what, {batchable.param: [resource_id]}):
+                    if waits.waiter_reached(client, waiter_name, what, {batchable.param: [resource_id]}):
                         return
                 elif state == SUCCESS:
                     return
@@ -239,20 +239,6 @@ class SharedPolls:
                 else:
                     states[resource_id] = (NOT_YET, "")
         return states
-
-
-def waits_reached(client: Any, waiter_name: str, waiting: Waiting, what: str, params: dict[str, Any]) -> bool:
-    """One check of a single resource, exactly as activities.waits.wait_for makes it (same errors)."""
-    waiter = client.get_waiter(waiter_name)
-    try:
-        waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
-    except WaiterError as err:
-        if "Error" in (err.last_response or {}):
-            raise ClientError(err.last_response, waiter.config.operation) from err
-        if "Max attempts exceeded" in str(err):
-            return False
-        raise ApplicationError(f"{what} failed: {err}", type="WaiterFailure", non_retryable=True) from err
-    return True
 
 
 def _snake(operation: str) -> str:
