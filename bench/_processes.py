@@ -24,7 +24,7 @@ from _setup import REGION
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from tests.support.servers import free_port, port_open, reset_moto, venv_binary
+from tests.support.servers import free_port, isolate_aws, port_open, reset_moto, venv_binary
 from workflows import search_attributes
 
 BENCH = Path(__file__).resolve().parent
@@ -200,18 +200,8 @@ def stop(process: subprocess.Popen) -> None:
 async def stack() -> AsyncIterator[Stack]:
     """A Temporal dev server (in memory) and a moto server as processes, on free ports."""
     moto_port, temporal_port = free_port(), free_port()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        os.environ.pop(name, None)
-    os.environ.update(
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{moto_port}",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
-        TEMPORAL_NAMESPACE="default",
-    )
+    isolate_aws(f"http://127.0.0.1:{moto_port}", REGION)
+    os.environ.update(TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}", TEMPORAL_NAMESPACE="default")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     moto = subprocess.Popen([sys.executable, "-c", MOTO, str(moto_port)], **quiet)
     temporal = subprocess.Popen(

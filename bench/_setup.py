@@ -7,7 +7,6 @@ Nothing here reaches AWS: the moto endpoint and dummy credentials are set before
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ from models.spec import DeploymentSpec, TimingSpec  # noqa: E402
 from simulate.calls import CallCounter  # noqa: E402
 from simulate.latency import LatencyModel  # noqa: E402
 from simulate.profile import LatencyProfile  # noqa: E402
-from tests.support.servers import free_port, reset_moto, start_dev_server  # noqa: E402
+from tests.support.servers import free_port, isolate_aws, reset_moto, start_dev_server  # noqa: E402
 from worker import ACTIVITY_THREADS  # noqa: E402
 from workflows import WORKFLOWS  # noqa: E402
 from workflows.sequential import SequentialDeployWorkflow  # noqa: E402
@@ -66,16 +65,7 @@ async def servers() -> AsyncIterator[Servers]:
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        os.environ.pop(name, None)
-    os.environ.update(
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-    )
+    isolate_aws(f"http://127.0.0.1:{port}", REGION)
     env = await start_dev_server()
     try:
         yield Servers(client=env.client, moto_url=f"http://127.0.0.1:{port}")

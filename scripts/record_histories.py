@@ -43,7 +43,7 @@ from models.progress import Phase, StepState  # noqa: E402
 from models.resources import Scope, TeardownInput  # noqa: E402
 from tests.support.faults import PERMANENT_CODES, error_response  # noqa: E402
 from tests.support.inventory import added, inventory  # noqa: E402
-from tests.support.servers import free_port, reset_moto, start_dev_server  # noqa: E402
+from tests.support.servers import free_port, isolate_aws, reset_moto, start_dev_server  # noqa: E402
 from tests.support.specs import FAST_TIMING, fast_spec  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.deploy import DeployWorkflow  # noqa: E402
@@ -54,21 +54,6 @@ OUT = ROOT / "tests" / "data" / "histories"
 REGION = "ap-northeast-2"
 QUEUE = f"record-histories-{uuid.uuid4().hex[:8]}"
 CANCEL_ATTEMPTS = 3
-
-
-def isolate_aws(moto_url: str) -> None:
-    """moto and dummy credentials for every boto3 session made after this: never real AWS."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        os.environ.pop(name, None)
-    os.environ.update(
-        AWS_ENDPOINT_URL=moto_url,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        TEMPORAL_TASK_QUEUE=QUEUE,
-    )
 
 
 class Switchboard:
@@ -253,7 +238,8 @@ async def record() -> dict[str, int]:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     moto_url = f"http://127.0.0.1:{moto_port}"
-    isolate_aws(moto_url)
+    isolate_aws(moto_url, REGION)
+    os.environ["TEMPORAL_TASK_QUEUE"] = QUEUE
     env = await start_dev_server()
     try:
         aws = AwsClients(boto3.Session())  # after isolate_aws: moto and dummy credentials

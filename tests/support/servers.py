@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -25,6 +26,21 @@ def venv_binary(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: install the project with `make install`")
     return path
+
+
+def isolate_aws(endpoint_url: str, region: str = "ap-northeast-2") -> None:
+    """moto and dummy credentials for every boto3 session made after this in this process and its
+    children: a script's call can never reach real AWS."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        os.environ.pop(name, None)
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint_url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION=region,
+        AWS_DEFAULT_REGION=region,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
 
 
 async def start_dev_server() -> Any:
