@@ -43,20 +43,20 @@ def activity_options(
         "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         "start_to_close_timeout": call_timeout,
     }
-    if waiting is not None and waiting.shape is WaitShape.RETRY:
-        # One check per attempt, attempts every poll interval until the wait's timeout (which the
-        # activity enforces itself, counted from the first attempt, for a readable message).
+    if waiting is None:
+        return options
+    # The whole wait, plus one call and a margin: the activity enforces the wait's own timeout itself,
+    # for a readable message; this bound only catches an activity that never returns.
+    wait_budget = timedelta(seconds=waiting.timeout_seconds) + call_timeout + WAIT_MARGIN
+    if waiting.shape is WaitShape.RETRY:
+        # One check per attempt, attempts every poll interval, counted from the first attempt.
         poll = timedelta(seconds=waiting.poll_interval_seconds)
         options["retry_policy"] = RetryPolicy(
             initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll, maximum_attempts=0
         )
-        options["schedule_to_close_timeout"] = (
-            timedelta(seconds=waiting.timeout_seconds) + call_timeout + WAIT_MARGIN
-        )
-    elif waiting is not None:
-        options["start_to_close_timeout"] = (
-            timedelta(seconds=waiting.timeout_seconds) + call_timeout + WAIT_MARGIN
-        )
+        options["schedule_to_close_timeout"] = wait_budget
+    else:
+        options["start_to_close_timeout"] = wait_budget
         options["heartbeat_timeout"] = timedelta(seconds=timing.heartbeat_timeout_seconds)
     return options
 
