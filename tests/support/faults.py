@@ -6,7 +6,6 @@ same `ClientError` it would raise for AWS's answer, and its retry logic sees it 
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from collections import Counter
@@ -21,6 +20,7 @@ from botocore.httpsession import URLLib3Session
 from temporalio import activity
 
 from models.naming import RESOURCE_TAG
+from tests.support.wire import http_error
 
 
 def error_response(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
@@ -244,35 +244,10 @@ def changes_the_account(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
 
 
-class _Body:
-    """The `raw` of an AWSResponse: what botocore reads the body from."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self._data
-
-
 def wire_error(service: str, request: Any, code: str, status: int) -> AWSResponse:
-    """An error answer in the service's own wire format, so botocore parses and retries it as AWS's."""
-    message = "injected by the transient storm"
-    if "X-Amz-Target" in request.headers:  # JSON protocol (SSM)
-        body = json.dumps({"__type": code, "message": message}).encode()
-        headers = {"Content-Type": "application/x-amz-json-1.1"}
-    elif service == "ec2":
-        body = (
-            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
-            "<RequestID>storm</RequestID></Response>"
-        ).encode()
-        headers = {"Content-Type": "text/xml"}
-    else:  # query protocol (ELBv2)
-        body = (
-            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
-            "</Error><RequestId>storm</RequestId></ErrorResponse>"
-        ).encode()
-        headers = {"Content-Type": "text/xml"}
-    return AWSResponse(request.url, status, headers, _Body(body))
+    """`request`'s service answers `code` in its own protocol (SSM's is JSON: it sends X-Amz-Target)."""
+    json_protocol = "X-Amz-Target" in request.headers
+    return http_error(service, code, status, "injected by the transient storm", json_protocol=json_protocol)
 
 
 class TransientStorm:

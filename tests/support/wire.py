@@ -7,6 +7,7 @@ botocore's own retries do with it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,10 +33,23 @@ class _Body:
         yield self._body
 
 
-def http_error(service: str, code: str, status: int, message: str = "injected on the wire") -> AWSResponse:
-    template = EC2_ERROR if service == "ec2" else QUERY_ERROR
-    body = template.format(code=code, message=message).encode()
-    return AWSResponse("https://injected.invalid", status, {"content-type": "text/xml"}, _Body(body))
+def http_error(
+    service: str,
+    code: str,
+    status: int,
+    message: str = "injected on the wire",
+    *,
+    json_protocol: bool = False,
+) -> AWSResponse:
+    """An error answer in the service's own wire format, so botocore parses and retries it as AWS's."""
+    if json_protocol:  # SSM and the other JSON-protocol services
+        body = json.dumps({"__type": code, "message": message}).encode()
+        content_type = "application/x-amz-json-1.1"
+    else:
+        template = EC2_ERROR if service == "ec2" else QUERY_ERROR
+        body = template.format(code=code, message=message).encode()
+        content_type = "text/xml"
+    return AWSResponse("https://injected.invalid", status, {"content-type": content_type}, _Body(body))
 
 
 @dataclass
