@@ -1,14 +1,17 @@
-"""Polling inside an activity, with a heartbeat per poll.
+"""Polling inside an activity, with heartbeats between polls.
 
 The heartbeat lets Temporal notice a dead worker within the heartbeat timeout and hand the wait to
 another worker; the pause between polls doubles as the point where a cancellation is noticed.
 The acceptors (which states mean done, which mean failed) are botocore's own waiter definitions,
-asked one attempt at a time so that heartbeats can go out in between.
+asked one attempt at a time so that heartbeats can go out in between. Waits on one resource of a
+kind that AWS describes by a list of ids share their polls with the worker's other waits of that
+kind (activities/shared_polls.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,13 +21,36 @@ from botocore.exceptions import ClientError, WaiterError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.shared_polls import SHARED
 from models.resources import Waiting, WaitShape
 
 
+class Heartbeats:
+    """An activity's heartbeats, at most one per quarter of its heartbeat timeout.
+
+    The SDK's core sends the server at most one per 0.8 x the timeout anyway (and with it learns of a
+    cancellation), so more often than a quarter only costs the worker CPU: each call is a task on the
+    event loop and an encoded payload, for every poll of every wait (bench/concurrency.py)."""
+
+    def __init__(self) -> None:
+        timeout = activity.info().heartbeat_timeout
+        self._every = timeout.total_seconds() / 4 if timeout else 0.0
+        self._last = -math.inf
+
+    def __call__(self, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            activity.heartbeat(detail)
+            self._last = now
+
+
 def pause(waiting: Waiting, detail: str) -> None:
-    """Heartbeat, then wait one poll interval unless the activity is cancelled meanwhile."""
-    activity.heartbeat(detail)
+    """Wait one poll interval unless the activity is cancelled meanwhile."""
     activity.wait_for_cancelled_sync(timeout=waiting.poll_interval_seconds)  # returns None either way
+    stop_if_cancelled(detail)
+
+
+def stop_if_cancelled(detail: str) -> None:
     if activity.is_cancelled():
         raise asyncio.CancelledError(f"cancelled while {detail}")
 
@@ -45,9 +71,11 @@ def poll_until(
         check_once(check, waiting, what, retryable_timeout=retryable_timeout)
         return
     deadline = time.monotonic() + waiting.timeout_seconds
+    heartbeat = Heartbeats()
     while not check():
         if time.monotonic() > deadline:
             raise timed_out(waiting, what, retryable=retryable_timeout)
+        heartbeat(f"waiting for {what}")
         pause(waiting, f"waiting for {what}")
 
 
@@ -80,4 +108,23 @@ def waiter_reached(client: Any, waiter_name: str, what: str, params: dict[str, A
 
 def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **params: Any) -> None:
     """Run a botocore waiter one attempt at a time, heartbeating between attempts."""
-    poll_until(lambda: waiter_reached(client, waiter_name, what, params), waiting, what)
+    resource_id = SHARED.resource_id(waiter_name, waiting, params)
+    if resource_id is None:
+        poll_until(lambda: waiter_reached(client, waiter_name, what, params), waiting, what)
+        return
+    deadline = time.monotonic() + waiting.timeout_seconds
+    heartbeat, seen = Heartbeats(), -1
+    SHARED.join(client, waiter_name, resource_id)
+    try:
+        while True:
+            verdict = SHARED.next_verdict(client, waiter_name, resource_id, seen, waiting)
+            seen = max(seen, verdict.poll)
+            if verdict.done or (verdict.ask_alone and waiter_reached(client, waiter_name, what, params)):
+                return
+            if time.monotonic() > deadline:
+                raise timed_out(waiting, what, retryable=False)
+            # next_verdict waited for the next poll: no pause here.
+            heartbeat(f"waiting for {what}")
+            stop_if_cancelled(f"waiting for {what}")
+    finally:
+        SHARED.leave(client, waiter_name, resource_id)

@@ -11,7 +11,7 @@ Knobs for experiments, all off by default (then this is worker.py's worker):
 - BENCH_THREADS: activity threads (= max_concurrent_activities), default worker.py's;
 - BENCH_POOL: urllib3 connections per boto3 client (botocore's default is 10);
 - BENCH_CALLS: a file; SIGUSR1 writes the AWS calls made since the last SIGUSR1 there (`Calls`);
-- BENCH_SHARED_POLLS=1: waits of one kind share one describe per poll (bench/_shared_polls.py);
+- BENCH_SINGLE_POLLS=1: every wait polls alone (activities/shared_polls.py off), for comparison;
 - BENCH_WAIT_SHAPE: poll or retry (models.resources.WaitShape), for the workflows this worker runs;
 - BENCH_SWITCH_INTERVAL: sys.setswitchinterval, seconds (CPython's default is 0.005).
 """
@@ -39,6 +39,7 @@ from botocore.config import Config  # noqa: E402
 import worker  # noqa: E402
 import workflows.options  # noqa: E402
 from activities import AwsClients  # noqa: E402
+from activities.shared_polls import SHARED  # noqa: E402
 from cli.connection import connect, load_settings, task_queue  # noqa: E402
 from models.resources import WaitShape  # noqa: E402
 from simulate.latency import LatencyModel  # noqa: E402
@@ -117,14 +118,8 @@ def main() -> None:
     if "BENCH_SWITCH_INTERVAL" in os.environ:
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     threads = int(os.environ.get("BENCH_THREADS", worker.ACTIVITY_THREADS))
-    if os.environ.get("BENCH_SHARED_POLLS") == "1":
-        from _shared_polls import SharedPolls
-
-        import activities.compute
-        import activities.load_balancing
-        import activities.network
-
-        SharedPolls().install(activities.network, activities.compute, activities.load_balancing)
+    if os.environ.get("BENCH_SINGLE_POLLS") == "1":
+        SHARED.resource_id = lambda *_: None  # type: ignore[method-assign]  # no wait shares
     if "BENCH_WAIT_SHAPE" in os.environ:
         # Read by workflows.options.waiting() when a workflow builds a wait's options (the module is
         # passed through the sandbox), so every workflow this worker runs waits this way.

@@ -1,7 +1,7 @@
 """Many deployments at once on one worker process, under the latency profile.
 
     .venv/bin/python bench/concurrency.py [-n 50] [--sweep [N ...]] [--scale 0.2] [--poll SECONDS]
-        [--wait-shape poll|retry] [--threads T] [--pool P] [--shared-polls] [--profile DIR]
+        [--wait-shape poll|retry] [--threads T] [--pool P] [--single-polls] [--profile DIR]
 
 Starts a Temporal dev server, a moto server and one worker process (bench/_sim_worker.py: worker.py
 with the latency model on its boto3 session), then deploys N tutorial web tiers at once, each with its
@@ -17,8 +17,9 @@ and the achieved seconds between attempts (the polls of wait shape (b)). `--swee
 deployment or that has failures; a batch still running after `--deadline` x single is terminated
 and ends the sweep. Knobs: `--wait-shape` (DESIGN.md section 2: (a) poll inside one attempt, (b) one
 check per attempt), `--threads`/`--pool` (activity threads, HTTP connections per boto3 client),
-`--shared-polls` (bench/_shared_polls.py), `--profile` (py-spy of the worker; its ptrace stops inflate
-the worker's CPU and can time heartbeats out, so read it for shares only).
+`--single-polls` (every wait polls alone, as before activities/shared_polls.py), `--profile`
+(py-spy of the worker; its ptrace stops inflate the worker's CPU and can time heartbeats out, so read
+it for shares only).
 
 Targets (issue 6): 0 failures at 50; worker CPU <= 0.15 s per deployment; worker peak RSS <= 200 MB.
 
@@ -415,7 +416,7 @@ async def measure(args: argparse.Namespace) -> None:
     poll = probe.timing.poll_interval_seconds
     shape = WaitShape(args.wait_shape) if args.wait_shape else WAIT_SHAPE
     print(f"code: {code_version()}")
-    shared = "; waits of one kind share their polls (bench/_shared_polls.py)" if args.shared_polls else ""
+    shared = "; each wait polls alone (--single-polls)" if args.single_polls else ""
     print(
         f"scale {profile.scale:g}; poll interval {poll:g} s; "
         f"wait shape {shape.value} ({SHAPES[shape]}){shared}"
@@ -431,7 +432,7 @@ async def measure(args: argparse.Namespace) -> None:
             "BENCH_THREADS": args.threads,
             "BENCH_POOL": args.pool,
             "BENCH_WAIT_SHAPE": args.wait_shape,
-            "BENCH_SHARED_POLLS": "1" if args.shared_polls else None,
+            "BENCH_SINGLE_POLLS": "1" if args.single_polls else None,
         }
         for name, value in knobs.items():
             if value is not None:
@@ -494,9 +495,9 @@ def main() -> None:
         help="terminate a batch's deployments still running after this many single times (default 6)",
     )
     parser.add_argument(
-        "--shared-polls",
+        "--single-polls",
         action="store_true",
-        help="experiment: waits of one kind share one describe per poll (bench/_shared_polls.py)",
+        help="each wait polls alone, as before activities/shared_polls.py (for comparison)",
     )
     parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy profiles of batches")
     args = parser.parse_args()
