@@ -15,6 +15,12 @@ from models.naming import APP_GROUP
 from models.resources import Deleted, DeleteInput, Instance, InstanceInput, Kind, ResourceKey
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
+DEFAULT_ROOT_DEVICE = "/dev/xvda"
+
+
+def root_device(image: dict[str, Any]) -> str:
+    """Where the image's root volume attaches (Amazon Linux: /dev/xvda)."""
+    return image.get("RootDeviceName", DEFAULT_ROOT_DEVICE)
 
 
 class ComputeActivities:
@@ -29,7 +35,7 @@ class ComputeActivities:
 
     def _root_device(self, region: str, ami_id: str) -> str:
         images = self._aws.ec2(region).describe_images(ImageIds=[ami_id])["Images"]
-        return images[0].get("RootDeviceName", "/dev/xvda") if images else "/dev/xvda"
+        return root_device(images[0]) if images else DEFAULT_ROOT_DEVICE
 
     @activity.defn
     @aws_errors
@@ -67,7 +73,7 @@ class ComputeActivities:
             MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
             BlockDeviceMappings=[
                 {
-                    "DeviceName": self._root_device(region, request.ami_id),
+                    "DeviceName": request.root_device_name or self._root_device(region, request.ami_id),
                     "Ebs": {
                         "VolumeSize": request.root_volume_gib,
                         "VolumeType": "gp3",

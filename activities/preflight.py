@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws_clients import AwsClients
+from activities.compute import root_device
 from activities.errors import aws_errors, client_error_code, is_not_found
 from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import owned_by, tag_value
@@ -78,7 +79,7 @@ class PreflightActivities:
                     f"no public subnet in {az} of {vpc['VpcId']} for the load balancer and NAT "
                     "gateway; create one (MapPublicIpOnLaunch, route to an internet gateway)"
                 )
-        ami_id = self._ami(spec, problems)
+        ami_id, root_device_name = self._ami(spec, problems)
         problems += self._instance_type_problems(spec, known)
         problems += self._address_quota_problems(spec, scope)
         problems += self._name_problems(spec, scope)
@@ -87,6 +88,7 @@ class PreflightActivities:
             vpc_cidr=str(vpc_cidrs[0]),
             public_subnet_ids=public,
             ami_id=ami_id,
+            root_device_name=root_device_name,
         )
         return problems, result
 
@@ -109,7 +111,8 @@ class PreflightActivities:
             )
         return vpcs[0]
 
-    def _ami(self, spec: DeploymentSpec, problems: list[str]) -> str:
+    def _ami(self, spec: DeploymentSpec, problems: list[str]) -> tuple[str, str | None]:
+        """The AMI's id and root device name."""
         ami_id = spec.instances.ami_id
         if ami_id is None:
             try:
@@ -122,7 +125,7 @@ class PreflightActivities:
                     f"cannot resolve the AMI from SSM parameter {spec.instances.ami_parameter} "
                     f"({err.response['Error'].get('Code')}); set instances.ami_id"
                 )
-                return ""
+                return "", None
         try:
             images = self._aws.ec2(spec.region).describe_images(ImageIds=[ami_id])["Images"]
         except ClientError as err:
@@ -131,7 +134,8 @@ class PreflightActivities:
             images = []
         if not images:
             problems.append(f"AMI {ami_id} does not exist in {spec.region}; fix instances.ami_id")
-        return ami_id
+            return ami_id, None
+        return ami_id, root_device(images[0])
 
     def _instance_type_problems(self, spec: DeploymentSpec, zones: list[str]) -> list[str]:
         offerings = self._aws.ec2(spec.region).describe_instance_type_offerings(

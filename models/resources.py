@@ -74,6 +74,9 @@ class PreflightResult(Frozen):
     vpc_cidr: str
     public_subnet_ids: dict[str, str] = Field(description="Public subnet per AZ, for NAT and ALB.")
     ami_id: str
+    root_device_name: str | None = Field(
+        default=None, description="The AMI's root device, for the encrypted root volume's mapping."
+    )
 
 
 class SubnetInput(Frozen):
@@ -144,6 +147,8 @@ class InstanceInput(Frozen):
     root_volume_gib: int
     app_port: int
     waiting: Waiting
+    root_device_name: str | None = None
+    """From preflight; None (runs started before preflight reported it): looked up at launch."""
 
 
 class Instance(Frozen):

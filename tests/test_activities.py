@@ -361,3 +361,27 @@ def test_each_duplicate_answer_fails_the_first_attempt_and_is_retried_on_later_o
     with pytest.raises(ApplicationError) as later:
         retry.run(create_refused, code)
     assert not later.value.non_retryable
+
+
+def test_the_root_volume_maps_to_the_amis_root_device_found_by_preflight(aws: AwsClients, ec2):
+    """Preflight reads the AMI once; launches use its root device without asking again."""
+    described: list[str] = []
+    aws.session.events.register("before-call.ec2.DescribeImages", lambda **_: described.append("x"))
+    account = Account(aws)  # preflight: the one DescribeImages
+    image = ec2.describe_images(ImageIds=[account.pre.ami_id])["Images"][0]
+    assert account.pre.root_device_name == image["RootDeviceName"]
+    assert len(described) == 1
+    group = call(account.groups.create_security_group, account.group())
+    subnet = call(account.network.create_private_subnet, account.subnet())
+
+    def devices(request: InstanceInput) -> list[str]:
+        launched = call(account.compute.launch_instance, request)
+        found = ec2.describe_instances(InstanceIds=[launched.instance_id])["Reservations"][0]["Instances"][0]
+        call(account.compute.terminate_instance, account.delete(request.key.name))
+        return [mapping["DeviceName"] for mapping in found["BlockDeviceMappings"]]
+
+    given = account.instance(subnet.id, group.id).model_copy(update={"root_device_name": "/dev/sdf"})
+    assert devices(given) == ["/dev/sdf"] and len(described) == 1
+    # A run started before preflight reported it: looked up at launch.
+    assert devices(account.instance(subnet.id, group.id)) == [image["RootDeviceName"]]
+    assert len(described) == 2

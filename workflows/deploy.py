@@ -339,6 +339,7 @@ class DeployWorkflow:
                 subnet_id=subnet_ids[az],
                 security_group_id=group_id,
                 ami_id=pre.ami_id,
+                root_device_name=pre.root_device_name,
                 instance_type=instances.instance_type,
                 root_volume_gib=instances.root_volume_gib,
                 app_port=self._spec.app.port,
