@@ -88,6 +88,8 @@ class _Group:
     condition: threading.Condition = field(default_factory=threading.Condition)
     waiting: dict[str, int] = field(default_factory=dict)
     """id -> how many waits are on it."""
+    joined: dict[str, float] = field(default_factory=dict)
+    """id -> when its first wait joined: the youngest wait sets how soon the group polls again."""
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     polls: int = 0
     polling: bool = False
@@ -144,7 +146,9 @@ class SharedPolls:
                 group.polls += 1
                 group.verdicts.update(answered)
                 group.polling = False
-                group.next_poll = time.monotonic() + waiting.poll_interval_seconds
+                now = time.monotonic()
+                youngest = max(group.joined.values(), default=now)
+                group.next_poll = now + waiting.interval(now - youngest)
                 group.condition.notify_all()
         return answered.get(resource_id, NOT_YET)
 
@@ -152,6 +156,7 @@ class SharedPolls:
         group = self.group(client, waiter_name)
         with group.condition:
             group.waiting[resource_id] = group.waiting.get(resource_id, 0) + 1
+            group.joined.setdefault(resource_id, time.monotonic())
 
     def leave(self, client: Any, waiter_name: str, resource_id: str) -> None:
         group = self.group(client, waiter_name)
@@ -159,6 +164,7 @@ class SharedPolls:
             group.waiting[resource_id] -= 1
             if not group.waiting[resource_id]:
                 del group.waiting[resource_id]
+                del group.joined[resource_id]
                 group.verdicts.pop(resource_id, None)
 
     def _poll(self, client: Any, waiter_name: str, ids: list[str], poll: int, own: str) -> dict[str, Verdict]:

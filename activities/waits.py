@@ -44,9 +44,9 @@ class Heartbeats:
             self._last = now
 
 
-def pause(waiting: Waiting, detail: str) -> None:
-    """Wait one poll interval unless the activity is cancelled meanwhile."""
-    activity.wait_for_cancelled_sync(timeout=waiting.poll_interval_seconds)  # returns None either way
+def pause(seconds: float, detail: str) -> None:
+    """Wait until the next poll unless the activity is cancelled meanwhile."""
+    activity.wait_for_cancelled_sync(timeout=seconds)  # returns None either way
     stop_if_cancelled(detail)
 
 
@@ -70,13 +70,14 @@ def poll_until(
     if waiting.shape is WaitShape.RETRY:
         check_once(check, waiting, what, retryable_timeout=retryable_timeout)
         return
-    deadline = time.monotonic() + waiting.timeout_seconds
+    started = time.monotonic()
     heartbeat = Heartbeats()
     while not check():
-        if time.monotonic() > deadline:
+        age = time.monotonic() - started
+        if age > waiting.timeout_seconds:
             raise timed_out(waiting, what, retryable=retryable_timeout)
         heartbeat(f"waiting for {what}")
-        pause(waiting, f"waiting for {what}")
+        pause(waiting.interval(age), f"waiting for {what}")
 
 
 def check_once(check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool) -> None:

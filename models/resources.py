@@ -38,10 +38,23 @@ class WaitShape(StrEnum):
     schedule: nothing is held between polls."""
 
 
+POLL_AGE_FRACTION = 0.25
+"""A wait polls at most every quarter of its age (never less often than its maximum interval)."""
+
+
 class Waiting(Frozen):
     poll_interval_seconds: float
     timeout_seconds: float
     shape: WaitShape = WaitShape.POLL
+    max_poll_interval_seconds: float | None = None
+    """None (runs started before waits slowed down): every poll_interval_seconds."""
+
+    def interval(self, age: float) -> float:
+        """Seconds to the next poll of a wait `age` seconds old: short waits keep the poll interval;
+        long ones (a NAT gateway's ~2 min, an ALB's ~3) poll less often, so a worker waiting for many
+        of them makes fewer calls, and a resource is seen at most about a quarter of its wait late."""
+        ceiling = self.max_poll_interval_seconds or self.poll_interval_seconds
+        return min(max(age * POLL_AGE_FRACTION, self.poll_interval_seconds), ceiling)
 
 
 class Kind(StrEnum):

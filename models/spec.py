@@ -113,6 +113,11 @@ class TimingSpec(Strict):
     """Poll intervals and limits: seconds on AWS, milliseconds on moto."""
 
     poll_interval_seconds: PositiveSeconds = Field(5.0, description="Between describe polls.")
+    max_poll_interval_seconds: PositiveSeconds | None = Field(
+        None,
+        description="Polls slow down to this as a wait grows old (a quarter of its age); default: "
+        "twice `poll_interval_seconds`.",
+    )
     nat_gateway_timeout_seconds: PositiveSeconds = Field(600.0, description="NAT to be `available`.")
     load_balancer_timeout_seconds: PositiveSeconds = Field(600.0, description="ALB to be `active`.")
     instance_timeout_seconds: PositiveSeconds = Field(600.0, description="Instances to be `running`.")
@@ -133,6 +138,19 @@ class TimingSpec(Strict):
     )
     retry_initial_interval_seconds: PositiveSeconds = Field(1.0, description="First retry delay.")
     retry_maximum_interval_seconds: PositiveSeconds = Field(30.0, description="Retry delay cap.")
+
+    @model_validator(mode="after")
+    def _poll_intervals(self) -> TimingSpec:
+        if (
+            self.max_poll_interval_seconds is not None
+            and self.max_poll_interval_seconds < self.poll_interval_seconds
+        ):
+            raise ValueError(
+                f"max_poll_interval_seconds ({self.max_poll_interval_seconds:g}) is below "
+                f"poll_interval_seconds ({self.poll_interval_seconds:g}); raise it or leave it unset"
+            )
+        return self
+
     retry_maximum_attempts: int = Field(10, ge=1, description="Attempts per step for retryable AWS errors.")
 
 

@@ -108,6 +108,8 @@ FLAGS = [
     ("set-unknown-path", ["up", "--set", "instances.colour=red"], "instances.colour: unknown setting"),
     ("set-negative-poll", ["up", "--set", "timing.poll_interval_seconds=-1"],
      "timing.poll_interval_seconds: Input should be greater than 0"),
+    ("set-max-poll-below-poll", ["up", "--set", "timing.max_poll_interval_seconds=1"],
+     "max_poll_interval_seconds (1) is below poll_interval_seconds (5)"),
     ("set-infinite-timeout", ["up", "--set", "timing.nat_gateway_timeout_seconds=.inf"],
      "timing.nat_gateway_timeout_seconds: Input should be a finite number"),
     ("set-huge-timeout", ["up", "--set", "timing.call_timeout_seconds=1e300"],

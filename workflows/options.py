@@ -61,7 +61,15 @@ def activity_options(
     return options
 
 
+MAX_POLL_INTERVAL_FACTOR = 2
+"""Without timing.max_poll_interval_seconds, waits slow down to this many poll intervals."""
+
+
 def waiting(timing: TimingSpec, timeout_seconds: float) -> Waiting:
+    poll = timing.poll_interval_seconds
     return Waiting(
-        poll_interval_seconds=timing.poll_interval_seconds, timeout_seconds=timeout_seconds, shape=WAIT_SHAPE
+        poll_interval_seconds=poll,
+        max_poll_interval_seconds=timing.max_poll_interval_seconds or poll * MAX_POLL_INTERVAL_FACTOR,
+        timeout_seconds=timeout_seconds,
+        shape=WAIT_SHAPE,
     )
