@@ -7,7 +7,10 @@ fixes one problem should not discover the next one only on the following run.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 from temporalio import activity
@@ -22,14 +25,44 @@ from models.naming import RESOURCE_TAG, load_balancer_name, private_subnet, targ
 from models.resources import PreflightInput, PreflightResult, Scope
 from models.spec import DeploymentSpec, NatMode
 
+T = TypeVar("T")
+
+FACTS_FRESH_SECONDS = 300.0
+"""How long a worker trusts what it learnt of the region's zones, instance type offerings and AMI."""
+
 
 class PreflightFailed(Exception):
     """A problem that stops the remaining checks (no VPC to check against)."""
 
 
+class Facts:
+    """Answers that do not change from one deployment to the next (zones, offerings, the AMI), kept
+    for a few minutes: a worker starting 50 deployments asks once, not 50 times (bench/concurrency.py).
+    Only answers that found what was asked for are kept, so a fixed problem is seen at once; what
+    changes with every deployment (subnets, addresses, names) is always asked afresh."""
+
+    def __init__(self, seconds: float = FACTS_FRESH_SECONDS) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[Any, ...], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[Any, ...], ask: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and now < kept[0]:
+            return kept[1]
+        answer = ask()
+        if answer:
+            with self._lock:
+                self._kept[key] = (now + self._seconds, answer)
+        return answer
+
+
 class PreflightActivities:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
+        self._facts = Facts()
 
     @activity.defn
     @aws_errors
@@ -59,11 +92,14 @@ class PreflightActivities:
         subnets = subnets["Subnets"]
         scope = Scope(deployment_id=spec.deployment_id, region=spec.region)
 
-        zones = {
-            zone["ZoneName"]
-            for zone in ec2.describe_availability_zones()["AvailabilityZones"]
-            if zone.get("State", "available") == "available"
-        }
+        zones = self._facts.get(
+            ("zones", spec.region),
+            lambda: {
+                zone["ZoneName"]
+                for zone in ec2.describe_availability_zones()["AvailabilityZones"]
+                if zone.get("State", "available") == "available"
+            },
+        )
         for az in spec.availability_zones:
             if az not in zones:
                 problems.append(
@@ -115,9 +151,12 @@ class PreflightActivities:
         """The AMI's id and root device name."""
         ami_id = spec.instances.ami_id
         if ami_id is None:
+            ssm = self._aws.ssm(spec.region)
             try:
-                parameter = self._aws.ssm(spec.region).get_parameter(Name=spec.instances.ami_parameter)
-                ami_id = parameter["Parameter"]["Value"]
+                ami_id = self._facts.get(
+                    ("ami parameter", spec.region, spec.instances.ami_parameter),
+                    lambda: ssm.get_parameter(Name=spec.instances.ami_parameter)["Parameter"]["Value"],
+                )
             except ClientError as err:
                 if not is_not_found(err):
                     raise  # throttling or permissions: classified, not reported as a missing AMI
@@ -126,8 +165,11 @@ class PreflightActivities:
                     f"({err.response['Error'].get('Code')}); set instances.ami_id"
                 )
                 return "", None
+        ec2 = self._aws.ec2(spec.region)
         try:
-            images = self._aws.ec2(spec.region).describe_images(ImageIds=[ami_id])["Images"]
+            images = self._facts.get(
+                ("image", spec.region, ami_id), lambda: ec2.describe_images(ImageIds=[ami_id])["Images"]
+            )
         except ClientError as err:
             if not (is_not_found(err) or client_error_code(err) == "InvalidAMIID.Malformed"):
                 raise
@@ -138,11 +180,17 @@ class PreflightActivities:
         return ami_id, root_device(images[0])
 
     def _instance_type_problems(self, spec: DeploymentSpec, zones: list[str]) -> list[str]:
-        offerings = self._aws.ec2(spec.region).describe_instance_type_offerings(
-            LocationType="availability-zone",
-            Filters=[{"Name": "instance-type", "Values": [spec.instances.instance_type]}],
-        )["InstanceTypeOfferings"]
-        offered = {offering["Location"] for offering in offerings}
+        ec2 = self._aws.ec2(spec.region)
+        offered = self._facts.get(
+            ("offered", spec.region, spec.instances.instance_type),
+            lambda: {
+                offering["Location"]
+                for offering in ec2.describe_instance_type_offerings(
+                    LocationType="availability-zone",
+                    Filters=[{"Name": "instance-type", "Values": [spec.instances.instance_type]}],
+                )["InstanceTypeOfferings"]
+            },
+        )
         return [
             f"instance type {spec.instances.instance_type} is not offered in {az}; choose "
             "another instances.instance_type or another AZ"

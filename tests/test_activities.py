@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -385,3 +387,43 @@ def test_the_root_volume_maps_to_the_amis_root_device_found_by_preflight(aws: Aw
     # A run started before preflight reported it: looked up at launch.
     assert devices(account.instance(subnet.id, group.id)) == [image["RootDeviceName"]]
     assert len(described) == 2
+
+
+def test_a_wait_polls_less_often_as_it_ages_up_to_its_maximum_interval() -> None:
+    waiting = Waiting(poll_interval_seconds=0.05, max_poll_interval_seconds=0.2, timeout_seconds=30)
+    assert [waiting.interval(age) for age in (0, 0.1, 0.4, 0.6, 5)] == [0.05, 0.05, 0.1, 0.15, 0.2]
+    assert Waiting(poll_interval_seconds=0.05, timeout_seconds=1).interval(100) == 0.05  # runs from before
+    checks: list[float] = []
+
+    def check() -> bool:
+        checks.append(time.monotonic())
+        return checks[-1] - checks[0] > 1.5
+
+    ActivityEnvironment().run(poll_until, check, waiting, "something old")
+    gaps = [later - earlier for earlier, later in zip(checks, checks[1:], strict=False)]
+    # Every 0.05 s throughout would be 30 checks; a quarter of the age, capped at 0.2 s, is ~15.
+    assert len(checks) < 20
+    assert all(gap >= 0.19 for earlier, gap in zip(checks, gaps, strict=False) if earlier - checks[0] >= 0.8)
+
+
+def test_preflight_keeps_the_regions_static_facts_and_asks_afresh_for_the_rest(aws: AwsClients):
+    asked: Counter[str] = Counter()
+    aws.session.events.register("before-call", lambda model, **_: asked.update([model.name]))
+    preflight = PreflightActivities(aws)
+    call(preflight.preflight, PreflightInput(spec=fast_spec()))
+    first, static = Counter(asked), {
+        "DescribeAvailabilityZones", "GetParameter", "DescribeImages", "DescribeInstanceTypeOfferings"
+    }  # fmt: skip
+    asked.clear()
+    call(preflight.preflight, PreflightInput(spec=fast_spec()))
+    assert static <= set(first) and not static & set(asked)
+    assert asked["DescribeSubnets"] == first["DescribeSubnets"] > 0
+    assert asked["DescribeAddresses"] == first["DescribeAddresses"] > 0
+    # A missing AMI is not kept: fixed (here: still missing), it is asked for again.
+    missing = fast_spec().model_copy(update={"instances": fast_spec().instances.model_copy(
+        update={"ami_id": "ami-00000000000000000"})})  # fmt: skip
+    for _ in range(2):
+        asked.clear()
+        with pytest.raises(ApplicationError, match="ami-00000000000000000 does not exist"):
+            call(preflight.preflight, PreflightInput(spec=missing))
+        assert asked["DescribeImages"] == 1
