@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +26,13 @@ from moto.server import ThreadedMotoServer  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities import AwsClients, all_activities  # noqa: E402
+from activities import AwsClients  # noqa: E402
 from models.spec import DeploymentSpec, TimingSpec  # noqa: E402
 from simulate.calls import CallCounter  # noqa: E402
 from simulate.latency import LatencyModel  # noqa: E402
 from simulate.profile import LatencyProfile  # noqa: E402
 from tests.support.servers import free_port, isolate_aws, reset_moto, start_dev_server  # noqa: E402
-from worker import ACTIVITY_THREADS  # noqa: E402
-from workflows import WORKFLOWS  # noqa: E402
+from worker import build_worker  # noqa: E402
 from workflows.sequential import SequentialDeployWorkflow  # noqa: E402
 
 REGION = "ap-northeast-2"
@@ -92,13 +90,8 @@ def simulated_aws(profile: LatencyProfile) -> SimulatedAws:
 
 def bench_worker(client: Client, aws: AwsClients, extra_workflows: Sequence[type] = ()) -> Worker:
     """worker.py's worker on a fresh task queue, plus the baseline workflow that only benchmarks run."""
-    return Worker(
-        client,
-        task_queue=f"bench-{uuid.uuid4()}",
-        workflows=[*WORKFLOWS, SequentialDeployWorkflow, *extra_workflows],
-        activities=all_activities(aws),
-        activity_executor=ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity"),
-        max_concurrent_activities=ACTIVITY_THREADS,
+    return build_worker(
+        client, f"bench-{uuid.uuid4()}", aws, extra_workflows=[SequentialDeployWorkflow, *extra_workflows]
     )
 
 

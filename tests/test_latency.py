@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import AwsClients, all_activities
+from activities import AwsClients
 from simulate.calls import CallCounter
 from simulate.latency import LatencyModel
 from simulate.profile import load_profile
 from tests.support.inventory import added, inventory
 from tests.support.specs import fast_spec
-from workflows import WORKFLOWS
+from worker import build_worker
 from workflows.deploy import DeployWorkflow
 from workflows.sequential import SequentialDeployWorkflow
 
@@ -44,14 +43,7 @@ TUTORIAL_RESOURCES = {
 @asynccontextmanager
 async def baseline_worker(client: Client, aws: AwsClients) -> AsyncIterator[Worker]:
     """worker.py's workflows plus the baseline, which only benchmarks (and this test) register."""
-    worker = Worker(
-        client,
-        task_queue=f"tq-{uuid.uuid4()}",
-        workflows=[*WORKFLOWS, SequentialDeployWorkflow],
-        activities=all_activities(aws),
-        activity_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity"),
-        max_concurrent_activities=16,
-    )
+    worker = build_worker(client, f"tq-{uuid.uuid4()}", aws, extra_workflows=[SequentialDeployWorkflow])
     async with worker:
         yield worker
 

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 with workflow.unsafe.imports_passed_through():
     from activities import InventoryActivities, LoadBalancingActivities, PreflightActivities
@@ -49,7 +49,9 @@ def load(name: str) -> WorkflowHistory:
 
 
 def replayer(workflows: list[type] = WORKFLOWS) -> Replayer:
-    """As the worker runs them: the same workflow classes and the pydantic data converter."""
+    """The worker's workflow classes and data converter, run through the SDK's sandbox (the
+    Replayer's default runner): the worker runs them unsandboxed for CPU (worker.py), so these
+    replays are where a workflow calling something non-deterministic (the clock, random, I/O) fails."""
     return Replayer(workflows=workflows, data_converter=pydantic_data_converter)
 
 
@@ -110,6 +112,33 @@ async def test_a_changed_workflow_fails_replay_of_the_recorded_success() -> None
     # Replaying the whole directory names every deployment the change breaks, and only those.
     failures = await replay_all([DeployLooksUpFirst, TeardownWorkflow])
     assert sorted(failures) == sorted(started(load(n)).workflow_id for n in RECORDED - {"teardown"})
+
+
+@workflow.defn(name="DeployWorkflow")
+class DeployReadsTheClock(DeployWorkflow):
+    """A non-deterministic edit that changes no command: it reads the host's clock."""
+
+    @workflow.run
+    async def run(self, spec: DeploymentSpec) -> DeploymentOutputs:
+        return await super().run(spec)
+
+    async def _deploy(self) -> DeploymentOutputs:
+        self._started_at = datetime.now()  # workflow.now() is the deterministic one
+        return await super()._deploy()
+
+
+async def test_the_sandbox_the_worker_leaves_out_still_guards_the_replays() -> None:
+    """worker.py runs workflows unsandboxed; these replays run them sandboxed and refuse the clock."""
+    history = load("success")
+    sandboxed = await replayer([DeployReadsTheClock]).replay_workflow(history, raise_on_replay_failure=False)
+    assert isinstance(sandboxed.replay_failure, workflow.NondeterminismError)
+    # The same code without the sandbox replays "fine": only the sandbox notices the clock.
+    unsandboxed = Replayer(
+        workflows=[DeployReadsTheClock],
+        data_converter=pydantic_data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    assert (await unsandboxed.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is None
 
 
 # What each recording shows
