@@ -58,11 +58,19 @@ class Facts:
                 self._kept[key] = (now + self._seconds, answer)
         return answer
 
+    def forget(self) -> None:
+        """As after a restart (the fault matrix fails each call of a fresh worker)."""
+        with self._lock:
+            self._kept.clear()
+
+
+FACTS = Facts()
+"""The worker process's; keys start with the client that asked (its account, region and endpoint)."""
+
 
 class PreflightActivities:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
-        self._facts = Facts()
 
     @activity.defn
     @aws_errors
@@ -92,8 +100,8 @@ class PreflightActivities:
         subnets = subnets["Subnets"]
         scope = Scope(deployment_id=spec.deployment_id, region=spec.region)
 
-        zones = self._facts.get(
-            ("zones", spec.region),
+        zones = FACTS.get(
+            (ec2, "zones"),
             lambda: {
                 zone["ZoneName"]
                 for zone in ec2.describe_availability_zones()["AvailabilityZones"]
@@ -153,8 +161,8 @@ class PreflightActivities:
         if ami_id is None:
             ssm = self._aws.ssm(spec.region)
             try:
-                ami_id = self._facts.get(
-                    ("ami parameter", spec.region, spec.instances.ami_parameter),
+                ami_id = FACTS.get(
+                    (ssm, "ami parameter", spec.instances.ami_parameter),
                     lambda: ssm.get_parameter(Name=spec.instances.ami_parameter)["Parameter"]["Value"],
                 )
             except ClientError as err:
@@ -167,8 +175,8 @@ class PreflightActivities:
                 return "", None
         ec2 = self._aws.ec2(spec.region)
         try:
-            images = self._facts.get(
-                ("image", spec.region, ami_id), lambda: ec2.describe_images(ImageIds=[ami_id])["Images"]
+            images = FACTS.get(
+                (ec2, "image", ami_id), lambda: ec2.describe_images(ImageIds=[ami_id])["Images"]
             )
         except ClientError as err:
             if not (is_not_found(err) or client_error_code(err) == "InvalidAMIID.Malformed"):
@@ -181,8 +189,8 @@ class PreflightActivities:
 
     def _instance_type_problems(self, spec: DeploymentSpec, zones: list[str]) -> list[str]:
         ec2 = self._aws.ec2(spec.region)
-        offered = self._facts.get(
-            ("offered", spec.region, spec.instances.instance_type),
+        offered = FACTS.get(
+            (ec2, "offered", spec.instances.instance_type),
             lambda: {
                 offering["Location"]
                 for offering in ec2.describe_instance_type_offerings(

@@ -35,7 +35,10 @@ Measured (2 cores shared with other sessions, N=50, single 38 s; see the commit 
   (its find, then the check: two describes a poll) and costs the SDK and the server an activity task;
   under load retries queue behind first attempts and the polls drift apart (median 5 s at N=50,
   40 s at N=100). It scales worse: knee N=75 (slots) against N=100 (moto) for (a).
-- polls are most of (a)'s CPU: 64 of 103 calls. --shared-polls: 14 polls, 0.177 s, 172 MB, 1.23.
+- polls were most of (a)'s CPU: 64 of 103 calls. Shared polls (activities/shared_polls.py, now the
+  product; --single-polls for the former): 13 polls a deployment, 0.187 s. Then, measured one at a
+  time on the worker: no sandbox 0.161 s, waits slowing down with age and the region's facts kept
+  by preflight 0.146 s; all of it, 3 runs: 0.142, 0.142, 0.145 s (2026-12-01, 45 calls, 12.5 polls).
 - past N=75-100 moto is the limit: one Python process at 0.7-0.8 cores (its describe-by-tag
   filters scan every deployment's resources), not the worker (0.2 cores) or Temporal (0.15).
 """
@@ -406,7 +409,7 @@ def code_version() -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "activities", "workflows", "models", "simulate", "worker.py")
-    changed = ", ".join(line[3:] for line in dirty.splitlines())
+    changed = ", ".join(line.split(maxsplit=1)[1] for line in dirty.splitlines())  # " M path"
     return f"{git('rev-parse', '--short', 'HEAD')}" + (f" + uncommitted {changed}" if changed else "")
 
 

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import Worker
 
 from activities import AwsClients
+from activities.preflight import FACTS
 from models.progress import Phase, StepState
 from models.resources import Scope, TeardownInput
 from models.spec import DeploymentSpec
@@ -71,6 +72,7 @@ async def inject(
 ) -> list[str]:
     """Fail one call for good; what went wrong, if anything (empty: failed cleanly, rolled back)."""
     service, operation, _ = point
+    FACTS.forget()  # as a fresh worker: the preflight's kept facts are asked for again
     before = inventory()
     faults.arm(point)
     handle = await run(client, worker, fast_spec(nat_mode=nat_mode))
