@@ -131,9 +131,10 @@ class SharedPolls:
                 return verdict
             now = time.monotonic()
             if group.polling or now < group.next_poll:
-                group.condition.wait(
-                    timeout=waiting.poll_interval_seconds if group.polling else group.next_poll - now
-                )
+                # At most one poll interval: the caller notices a cancellation as often as an
+                # unshared wait does, even when the group polls less often (old waits).
+                due = waiting.poll_interval_seconds if group.polling else group.next_poll - now
+                group.condition.wait(timeout=min(due, waiting.poll_interval_seconds))
                 verdict = group.verdicts.get(resource_id)
                 return verdict if verdict is not None and verdict.poll > seen else NOT_YET
             group.polling = True
