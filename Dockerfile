@@ -14,14 +14,12 @@ COPY workflows/ workflows/
 COPY models/ models/
 COPY cli/ cli/
 COPY worker.py starter.py ./
-# The app the EC2 instances run: activities/user_data.py reads ../app/server.js next to its own file.
-COPY app/ app/
 RUN pip install --no-cache-dir . \
     && rm -rf build ./*.egg-info
 
 RUN useradd --create-home --home-dir /home/scaleout --uid 10001 --user-group --shell /usr/sbin/nologin scaleout
 USER scaleout
 
-# Run from /app, so the imports (and app/server.js) come from this source tree. SIGTERM (docker stop)
+# Run from /app, so the imports (and activities/server.js) come from this source tree. SIGTERM (docker stop)
 # makes worker.py drain for 30 s; docker-compose.yml's stop_grace_period allows for that.
 CMD ["python", "worker.py"]

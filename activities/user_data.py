@@ -1,4 +1,4 @@
-"""EC2 user data that installs the Awesome API (app/server.js) as a systemd service.
+"""EC2 user data that installs the Awesome API (activities/server.js) as a systemd service.
 
 The server source goes in verbatim through a quoted heredoc (``<<'DELIM'``), so bash performs no
 expansion of ``$``, backticks or backslashes in the JavaScript.
@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-SERVER_JS = Path(__file__).resolve().parent.parent / "app" / "server.js"
+SERVER_JS = Path(__file__).resolve().parent / "server.js"
+"""Package data (pyproject.toml): next to this module in a checkout and in an installed wheel."""
 HEREDOC_DELIMITER = "AWESOME_API_SERVER_JS_EOF"
 SERVICE = "awesome-api"
 APP_USER = "awesome-api"

@@ -1,4 +1,4 @@
-"""The Awesome API (app/server.js) run under the local node, and the user data that installs it.
+"""The Awesome API (activities/server.js) run under the local node, and the user data that installs it.
 
 The user data's Node.js install runs here under bash with fake `dnf` and `logger` commands on PATH: no
 network, and the fakes count the attempts and collect what would reach the journal.
@@ -12,9 +12,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,7 @@ from activities.user_data import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_JS = ROOT / "app" / "server.js"
+SERVER_JS = ROOT / "activities" / "server.js"
 NODE = shutil.which("node")
 EC2_USER_DATA_LIMIT = 16 * 1024
 
@@ -70,7 +73,7 @@ def _request(port: int, path: str, method: str = "GET") -> tuple[int, dict]:
 @pytest.fixture
 def server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     if NODE is None:
-        pytest.skip("node is not on PATH; cannot run app/server.js")
+        pytest.skip("node is not on PATH; cannot run activities/server.js")
     port = _free_port()
     proc = subprocess.Popen(
         [NODE, str(SERVER_JS)],
@@ -285,3 +288,19 @@ def test_install_attempt_that_hangs_is_killed_and_retried(tmp_path: Path) -> Non
 def test_install_rejects_bounds_that_would_not_bound(bounds: tuple[int, int, int]) -> None:
     with pytest.raises(ValueError):
         install_script(*bounds)
+
+
+def test_a_built_wheel_carries_the_app(tmp_path: Path) -> None:
+    """user_data.py reads the app next to itself: an installed wheel must hold it (package data)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", *(f"{m}.py" for m in setuptools["py-modules"])):
+        shutil.copy(ROOT / name, source / name)
+    for package in setuptools["packages"]:
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet"]
+    subprocess.run([*build, "--wheel-dir", str(tmp_path / "dist"), str(source)], check=True, timeout=120)
+    (wheel,) = (tmp_path / "dist").glob("scaleout-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("activities/server.js") == SERVER_JS.read_bytes()

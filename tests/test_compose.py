@@ -384,7 +384,7 @@ def test_the_image_holds_everything_the_worker_needs():
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     needed = {"pyproject.toml", "README.md", *setuptools["packages"]}
     needed |= {f"{module}.py" for module in setuptools["py-modules"]}
-    # activities/user_data.py reads app/server.js next to the source tree at runtime.
+    # activities/user_data.py reads activities/server.js (package data) at runtime.
     needed.add(SERVER_JS.relative_to(ROOT).parts[0])
     assert needed <= copied_sources()
 
