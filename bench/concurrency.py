@@ -38,7 +38,9 @@ Measured (2 cores shared with other sessions, N=50, single 38 s; see the commit 
 - polls were most of (a)'s CPU: 64 of 103 calls. Shared polls (activities/shared_polls.py, now the
   product; --single-polls for the former): 13 polls a deployment, 0.187 s. Then, measured one at a
   time on the worker: no sandbox 0.161 s, waits slowing down with age and the region's facts kept
-  by preflight 0.146 s; all of it, 3 runs: 0.142, 0.142, 0.145 s (2026-12-01, 45 calls, 12.5 polls).
+  by preflight 0.146 s; all of it, 3 runs: 0.142, 0.142, 0.145 s (2026-12-01, 45 calls, 12.5 polls),
+  and 0.182, 0.186, 0.191 s half an hour later with every process 30% slower (worker / Temporal
+  server CPU 1.00-1.14 throughout; 1.78 before these changes).
 - past N=75-100 moto is the limit: one Python process at 0.7-0.8 cores (its describe-by-tag
   filters scan every deployment's resources), not the worker (0.2 cores) or Temporal (0.15).
 """
