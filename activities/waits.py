@@ -64,9 +64,17 @@ def timed_out(waiting: Waiting, what: str, *, retryable: bool) -> ApplicationErr
 
 
 def poll_until(
-    check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool = False
+    check: Callable[[], bool],
+    waiting: Waiting,
+    what: str,
+    *,
+    retryable_timeout: bool = False,
+    paced: bool = False,
 ) -> None:
-    """Call `check` until it returns True or the timeout passes."""
+    """Call `check` until it returns True or the timeout passes.
+
+    `paced`: `check` itself waits for the next poll (a shared poll), so only a cancellation is
+    looked for between checks."""
     if waiting.shape is WaitShape.RETRY:
         check_once(check, waiting, what, retryable_timeout=retryable_timeout)
         return
@@ -77,7 +85,10 @@ def poll_until(
         if age > waiting.timeout_seconds:
             raise timed_out(waiting, what, retryable=retryable_timeout)
         heartbeat(f"waiting for {what}")
-        pause(waiting.interval(age), f"waiting for {what}")
+        if paced:
+            stop_if_cancelled(f"waiting for {what}")
+        else:
+            pause(waiting.interval(age), f"waiting for {what}")
 
 
 def check_once(check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool) -> None:
@@ -113,19 +124,17 @@ def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **param
     if resource_id is None:
         poll_until(lambda: waiter_reached(client, waiter_name, what, params), waiting, what)
         return
-    deadline = time.monotonic() + waiting.timeout_seconds
-    heartbeat, seen = Heartbeats(), -1
+    seen = -1
+
+    def shared_check() -> bool:
+        """The next shared poll's verdict; the wait's own single-id check when that cannot say."""
+        nonlocal seen
+        verdict = SHARED.next_verdict(client, waiter_name, resource_id, seen, waiting)
+        seen = max(seen, verdict.poll)
+        return verdict.done or (verdict.ask_alone and waiter_reached(client, waiter_name, what, params))
+
     SHARED.join(client, waiter_name, resource_id)
     try:
-        while True:
-            verdict = SHARED.next_verdict(client, waiter_name, resource_id, seen, waiting)
-            seen = max(seen, verdict.poll)
-            if verdict.done or (verdict.ask_alone and waiter_reached(client, waiter_name, what, params)):
-                return
-            if time.monotonic() > deadline:
-                raise timed_out(waiting, what, retryable=False)
-            # next_verdict waited for the next poll: no pause here.
-            heartbeat(f"waiting for {what}")
-            stop_if_cancelled(f"waiting for {what}")
+        poll_until(shared_check, waiting, what, paced=True)
     finally:
         SHARED.leave(client, waiter_name, resource_id)
