@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, ignore_not_found
-from activities.tags import client_token, first_tagged, key_filters, tag_specifications
+from activities.tags import client_token, earlier, first_tagged, key_filters, tag_specifications
 from activities.user_data import render_user_data
 from activities.waits import wait_for
 from models.naming import APP_GROUP
@@ -42,7 +42,7 @@ class ComputeActivities:
     def launch_instance(self, request: InstanceInput) -> Instance:
         key = request.key
         region = key.scope.region
-        instance = self._find(key, LIVE_INSTANCE_STATES) or self._run(request)
+        instance = earlier(key, lambda: self._find(key, LIVE_INSTANCE_STATES)) or self._run(request)
         instance_id = instance["InstanceId"]
         wait_for(
             self._aws.ec2(region),

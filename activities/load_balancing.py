@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, ignore_not_found
-from activities.tags import owned_by, tags_for
+from activities.tags import earlier, owned_by, tags_for
 from activities.waits import wait_for
 from models.naming import load_balancer_name, target_group_name
 from models.resources import (
@@ -91,7 +91,7 @@ class LoadBalancingActivities:
     def create_target_group(self, request: TargetGroupInput) -> Resource:
         key = request.key
         group = (
-            self._find_target_group(key)
+            earlier(key, lambda: self._find_target_group(key))
             or self._aws.elbv2(key.scope.region, creates=True).create_target_group(
                 Name=target_group_name(key.scope.deployment_id),
                 Protocol="HTTP",
@@ -140,7 +140,7 @@ class LoadBalancingActivities:
         key = request.key
         region = key.scope.region
         balancer = (
-            self._find_load_balancer(key)
+            earlier(key, lambda: self._find_load_balancer(key))
             or self._aws.elbv2(region, creates=True).create_load_balancer(
                 Name=load_balancer_name(key.scope.deployment_id),
                 Subnets=request.subnet_ids,
@@ -183,20 +183,24 @@ class LoadBalancingActivities:
 
     # Listener
 
-    def _find_listener(self, key: ResourceKey, port: int) -> tuple[dict | None, dict | None]:
+    def _listener_on(self, region: str, balancer_arn: str, port: int) -> dict[str, Any] | None:
+        listeners = self._aws.elbv2(region).describe_listeners(LoadBalancerArn=balancer_arn)["Listeners"]
+        return next((lsn for lsn in listeners if lsn["Port"] == port), None)
+
+    def _find_listener(self, key: ResourceKey, port: int) -> dict[str, Any] | None:
         balancer = self._find_load_balancer(key)
         if balancer is None:
-            return None, None
-        listeners = self._aws.elbv2(key.scope.region).describe_listeners(
-            LoadBalancerArn=balancer["LoadBalancerArn"]
-        )["Listeners"]
-        return balancer, next((lsn for lsn in listeners if lsn["Port"] == port), None)
+            return None
+        return self._listener_on(key.scope.region, balancer["LoadBalancerArn"], port)
 
     @activity.defn
     @aws_errors
     def create_listener(self, request: ListenerInput) -> Resource:
         key = request.key
-        _, listener = self._find_listener(key, request.port)
+        # On the load balancer the workflow created (and checked to be ours): no second lookup of it.
+        listener = earlier(
+            key, lambda: self._listener_on(key.scope.region, request.load_balancer_arn, request.port)
+        )
         if listener is None:
             listener = self._aws.elbv2(key.scope.region, creates=True).create_listener(
                 LoadBalancerArn=request.load_balancer_arn,
@@ -212,7 +216,7 @@ class LoadBalancingActivities:
     def delete_listener(self, request: DeleteInput) -> Deleted:
         key = request.key
         port = int(key.name.rsplit("-", 1)[-1])
-        _, listener = self._find_listener(key, port)
+        listener = self._find_listener(key, port)
         if listener is None:
             return Deleted(kind=Kind.LISTENER, name=key.name)
         arn = listener["ListenerArn"]

@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, ignore_not_found
-from activities.tags import client_token, first_tagged, key_filters, tag_specifications
+from activities.tags import client_token, earlier, first_tagged, key_filters, tag_specifications
 from activities.waits import wait_for
 from models.resources import (
     Deleted,
@@ -41,7 +41,7 @@ class NetworkActivities:
     def create_private_subnet(self, request: SubnetInput) -> Resource:
         key = request.key
         subnet = (
-            self._find_subnet(key)
+            earlier(key, lambda: self._find_subnet(key))
             or self._aws.ec2(key.scope.region, creates=True).create_subnet(
                 VpcId=request.vpc_id,
                 CidrBlock=request.cidr,
@@ -70,9 +70,9 @@ class NetworkActivities:
     @activity.defn
     @aws_errors
     def allocate_elastic_ip(self, key: ResourceKey) -> ElasticIp:
-        address = self._find_address(key) or self._aws.ec2(key.scope.region, creates=True).allocate_address(
-            Domain="vpc", TagSpecifications=tag_specifications(key, "elastic-ip")
-        )
+        address = earlier(key, lambda: self._find_address(key)) or self._aws.ec2(
+            key.scope.region, creates=True
+        ).allocate_address(Domain="vpc", TagSpecifications=tag_specifications(key, "elastic-ip"))
         return ElasticIp(allocation_id=address["AllocationId"], public_ip=address["PublicIp"])
 
     @activity.defn
@@ -99,7 +99,7 @@ class NetworkActivities:
         key = request.key
         region = key.scope.region
         gateway = (
-            self._find_nat_gateway(key, LIVE_NAT_STATES)
+            earlier(key, lambda: self._find_nat_gateway(key, LIVE_NAT_STATES))
             or self._aws.ec2(region, creates=True).create_nat_gateway(
                 SubnetId=request.subnet_id,
                 AllocationId=request.allocation_id,
@@ -152,7 +152,7 @@ class NetworkActivities:
         key = request.key
         create = self._aws.ec2(key.scope.region, creates=True)
         table = (
-            self._find_route_table(key)
+            earlier(key, lambda: self._find_route_table(key))
             or create.create_route_table(
                 VpcId=request.vpc_id,
                 ClientToken=client_token(key, activity.info().workflow_run_id),

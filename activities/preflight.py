@@ -21,12 +21,15 @@ from activities.compute import root_device
 from activities.errors import aws_errors, client_error_code, is_not_found
 from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import owned_by, tag_value
-from models.naming import RESOURCE_TAG, load_balancer_name, private_subnet, target_group_name
+from models.naming import DEPLOYMENT_TAG, RESOURCE_TAG, load_balancer_name, private_subnet, target_group_name
 from models.resources import PreflightInput, PreflightResult, Scope
 from models.spec import DeploymentSpec, NatMode
 
 T = TypeVar("T")
 
+EXISTING_LISTED = 20
+"""At most this many of a deployment's EC2 resources are listed in the preflight result: whether there
+are any is what the creates need to know; the ids are for the reader of the history."""
 FACTS_FRESH_SECONDS = 300.0
 """How long a worker trusts what it learnt of the region's zones, instance type offerings and AMI."""
 
@@ -126,13 +129,15 @@ class PreflightActivities:
         ami_id, root_device_name = self._ami(spec, problems)
         problems += self._instance_type_problems(spec, known)
         problems += self._address_quota_problems(spec, scope)
-        problems += self._name_problems(spec, scope)
+        name_problems, named = self._names(spec, scope)
+        problems += name_problems
         result = PreflightResult(
             vpc_id=vpc["VpcId"],
             vpc_cidr=str(vpc_cidrs[0]),
             public_subnet_ids=public,
             ami_id=ami_id,
             root_device_name=root_device_name,
+            existing=[*self._tagged(ec2, scope), *named],
         )
         return problems, result
 
@@ -230,21 +235,38 @@ class PreflightActivities:
             ]
         return []
 
-    def _name_problems(self, spec: DeploymentSpec, scope: Scope) -> list[str]:
-        """ALB and target group names are unique per account and region: free, or already ours."""
+    @staticmethod
+    def _tagged(ec2: Any, scope: Scope) -> list[str]:
+        """The deployment's EC2 resources (of every kind: one call), from earlier runs or attempts."""
+        filters = [
+            {"Name": "key", "Values": [DEPLOYMENT_TAG]},
+            {"Name": "value", "Values": [scope.deployment_id]},
+        ]
+        tags = ec2.describe_tags(Filters=filters, MaxResults=EXISTING_LISTED)["Tags"]
+        return sorted({tag["ResourceId"] for tag in tags})
+
+    def _names(self, spec: DeploymentSpec, scope: Scope) -> tuple[list[str], list[str]]:
+        """ALB and target group names are unique per account and region: free, or already ours.
+
+        Returns the problems, and the ARNs of those that are ours already."""
         elbv2 = self._aws.elbv2(spec.region)
-        problems = []
+        problems, ours = [], []
         for what, lookup, name in (
             ("load balancer", LOAD_BALANCERS, load_balancer_name(spec.deployment_id)),
             ("target group", TARGET_GROUPS, target_group_name(spec.deployment_id)),
         ):
             existing = find_by_name(elbv2, lookup, name)
-            if existing is not None and not owned_by(tags_of(elbv2, existing[lookup.arn_field]), scope):
+            if existing is None:
+                continue
+            arn = existing[lookup.arn_field]
+            if owned_by(tags_of(elbv2, arn), scope):
+                ours.append(arn)
+            else:
                 problems.append(
-                    f"the {what} name {name} is taken by {existing[lookup.arn_field]}, which is not "
-                    "this deployment's; choose another deployment_id"
+                    f"the {what} name {name} is taken by {arn}, which is not this deployment's; "
+                    "choose another deployment_id"
                 )
-        return problems
+        return problems, ours
 
 
 def _cidr_problems(

@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, ignore_not_found
-from activities.tags import first_tagged, key_filters, tag_specifications
+from activities.tags import earlier, first_tagged, key_filters, tag_specifications
 from models.naming import display_name
 from models.resources import (
     Deleted,
@@ -35,7 +35,7 @@ class SecurityGroupActivities:
     def create_security_group(self, request: SecurityGroupInput) -> Resource:
         key = request.key
         create = self._aws.ec2(key.scope.region, creates=True)
-        group = self._find(key)
+        group = earlier(key, lambda: self._find(key))
         if group is None:
             group_id = create.create_security_group(
                 GroupName=display_name(key.scope.deployment_id, key.name),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from temporalio import activity
 
 from models.naming import DEPLOYMENT_TAG, GROUP_TAG, RESOURCE_TAG, display_name
 from models.resources import ResourceKey, Scope
+
+T = TypeVar("T")
 
 
 def tags_for(key: ResourceKey, group: str | None = None) -> list[dict[str, str]]:
@@ -73,3 +78,14 @@ def first_tagged(items: list[dict[str, Any]], key: ResourceKey) -> dict[str, Any
 def all_owned(items: list[dict[str, Any]], scope: Scope) -> list[dict[str, Any]]:
     """Items that really carry the deployment's tag (see `first_tagged`)."""
     return [item for item in items if owned_by(item.get("Tags"), scope)]
+
+
+def earlier(key: ResourceKey, find: Callable[[], T | None]) -> T | None:
+    """What an earlier attempt or run made under this key, looked up unless nothing can have made it.
+
+    Most creates are first attempts of new deployments, where the lookup finds nothing: skipping it
+    there saves a describe per resource (bench/concurrency.py). A retry always looks, since the
+    attempt before may have created the resource and lost the reply."""
+    if key.known_new and activity.info().attempt == 1:
+        return None
+    return find()

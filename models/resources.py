@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,22 @@ class ResourceKey(Frozen):
 
     scope: Scope
     name: str
+    known_new: bool = False
+    """Set by the workflow in a create's request when nothing can have made this resource before:
+    preflight saw none of the deployment's resources, the run is the first of its chain (not a
+    reset) and the step runs for the first time. The create's first attempt then skips its lookup;
+    a retry always looks, since the attempt before may have created it and lost the reply."""
+
+
+def looking_again(request: Any) -> Any:
+    """A create's request for its step's next run (after a pause): the run before may have made the
+    resource, so the create must look for it (`ResourceKey.known_new` off)."""
+    if isinstance(request, ResourceKey):
+        return request.model_copy(update={"known_new": False})
+    key = getattr(request, "key", None)
+    if isinstance(key, ResourceKey) and key.known_new:
+        return request.model_copy(update={"key": looking_again(key)})
+    return request
 
 
 class WaitShape(StrEnum):
@@ -89,6 +106,11 @@ class PreflightResult(Frozen):
     ami_id: str
     root_device_name: str | None = Field(
         default=None, description="The AMI's root device, for the encrypted root volume's mapping."
+    )
+    existing: list[str] | None = Field(
+        default=None,
+        description="Ids of the deployment's resources that preflight saw (EC2 resources carrying its "
+        "tag, its load balancer and target group); None in runs recorded before it looked.",
     )
 
 

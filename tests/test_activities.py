@@ -67,9 +67,9 @@ class Account:
         self.lb = LoadBalancingActivities(aws)
         self.compute = ComputeActivities(aws)
         self.inventory = InventoryActivities(aws)
-        spec = fast_spec()
-        self.scope = Scope(deployment_id=spec.deployment_id, region=spec.region)
-        self.pre: PreflightResult = call(PreflightActivities(aws).preflight, PreflightInput(spec=spec))
+        self.spec = fast_spec()
+        self.scope = Scope(deployment_id=self.spec.deployment_id, region=self.spec.region)
+        self.pre: PreflightResult = call(PreflightActivities(aws).preflight, PreflightInput(spec=self.spec))
 
     def key(self, name: str) -> ResourceKey:
         return ResourceKey(scope=self.scope, name=name)
@@ -427,3 +427,38 @@ def test_preflight_keeps_the_regions_static_facts_and_asks_afresh_for_the_rest(a
         with pytest.raises(ApplicationError, match="ami-00000000000000000 does not exist"):
             call(preflight.preflight, PreflightInput(spec=missing))
         assert asked["DescribeImages"] == 1
+
+
+def test_a_create_known_to_be_new_looks_for_an_earlier_one_only_on_a_retry(aws: AwsClients):
+    """`known_new` skips the lookup on the first attempt; a retry looks, and adopts what came before."""
+    asked: Counter[str] = Counter()
+    aws.session.events.register("before-call", lambda model, **_: asked.update([model.name]))
+    account = Account(aws)  # its clients are built now, with the hook
+
+    def known_new(request: Any) -> Any:
+        if isinstance(request, ResourceKey):
+            return request.model_copy(update={"known_new": True})
+        return request.model_copy(update={"key": known_new(request.key)})
+
+    cases = [
+        (account.network.create_private_subnet, account.subnet(), "DescribeSubnets"),
+        (account.network.allocate_elastic_ip, account.key("eip-nat-ap-northeast-2a"), "DescribeAddresses"),
+        (account.groups.create_security_group, account.group(), "DescribeSecurityGroups"),
+        (account.lb.create_target_group, account.target_group(), "DescribeTargetGroups"),
+    ]
+    for create, request, lookup in cases:
+        asked.clear()
+        first = call(create, known_new(request))
+        assert asked[lookup] == 0, lookup
+        retry = ActivityEnvironment()
+        retry.info = dataclasses.replace(retry.info, attempt=2)
+        assert retry.run(create, known_new(request)) == first  # found, not made twice
+        assert asked[lookup] >= 1, lookup
+
+
+def test_preflight_lists_what_the_deployment_already_has(account: Account, aws: AwsClients):
+    assert account.pre.existing == []  # a new deployment: its creates may skip their lookups
+    subnet = call(account.network.create_private_subnet, account.subnet())
+    group = call(account.lb.create_target_group, account.target_group())
+    again = call(PreflightActivities(aws).preflight, PreflightInput(spec=account.spec))
+    assert again.existing == [subnet.id, group.id]

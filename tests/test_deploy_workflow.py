@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
+from activities import AwsClients
 from models import naming
 from models.resources import DeploymentOutputs
 from models.spec import DeploymentSpec
@@ -175,3 +181,56 @@ async def test_histories_replay_deterministically(client, worker):
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None
+
+
+class Lookups:
+    """The calls that look for an existing resource: EC2 describes by the deployment's tag, ELBv2
+    describes by name or on a load balancer."""
+
+    def __init__(self, aws: AwsClients) -> None:
+        self.calls: Counter[str] = Counter()
+        aws.session.events.register("before-parameter-build", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        by_tag = any(f.get("Name", "").startswith("tag:") for f in params.get("Filters", []))
+        if by_tag or "Names" in params or model.name == "DescribeListeners":
+            self.calls[model.name] += 1
+
+
+async def test_a_new_deployment_skips_its_lookups_and_a_reset_run_adopts_what_exists(client, aws, worker):
+    """Preflight saw nothing of the deployment, so its creates do not look for earlier ones. A reset
+    run replays that preflight answer while everything exists: it must look, and make nothing twice."""
+    lookups, spec, before = Lookups(aws), fast_spec(), inventory()
+    handle = await client.start_workflow(
+        DeployWorkflow.run, spec, id=f"deploy-{spec.deployment_id}", task_queue=worker.task_queue
+    )
+    first = await handle.result()
+    # Only preflight's own name checks; no create looked for an earlier resource.
+    assert lookups.calls == Counter({"DescribeLoadBalancers": 1, "DescribeTargetGroups": 1})
+    made = added(before, inventory())
+
+    history = await handle.fetch_history()
+    preflight_done = next(
+        e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    )
+    reset_to = next(
+        e.event_id
+        for e in history.events
+        if e.event_id > preflight_done and e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )
+    lookups.calls.clear()
+    reset = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=handle.result_run_id),
+            reason="test: replay the creates after preflight",
+            workflow_task_finish_event_id=reset_to,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    again = await client.get_workflow_handle_for(DeployWorkflow.run, handle.id, run_id=reset.run_id).result()
+    assert lookups.calls["DescribeSubnets"] >= 2 and lookups.calls["DescribeInstances"] >= 2
+    assert again.instance_ids == first.instance_ids and again.nat_gateway_ids == first.nat_gateway_ids
+    assert again.elastic_ip_allocation_ids == first.elastic_ip_allocation_ids
+    assert again.route_table_ids == first.route_table_ids
+    assert added(before, inventory()) == made

@@ -10,6 +10,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import ApplicationError
 
 from activities import AwsClients
+from models import naming
 from models.progress import Phase, StepState
 from models.spec import DeploymentSpec
 from tests.support.faults import InjectedFault, hold_nat_gateways
@@ -82,6 +83,22 @@ async def test_pause_then_retry_completes_without_repeating_earlier_steps(client
     assert {s.key: s.started_at for s in final.steps if s.key in done_before} == done_before
     after = added(before, inventory())
     assert len(after["listeners"]) == 1 and len(after["instances"]) == 2
+
+
+async def test_a_retried_step_finds_what_its_failed_run_made(client, aws: AwsClients, worker):
+    """The route table step made its table, then failed to associate it: the retry must find the table
+    (the first run of a step of a new deployment skips that lookup; a step's second run may not)."""
+    log = CallLog(aws)
+    fault = InjectedFault("ec2", "AssociateRouteTable").install(aws.session)
+    before = inventory()
+    handle = await start(client, worker, fast_spec(on_failure="pause"))
+    progress = await paused(handle)
+    assert progress.failed_step == naming.route_table(None)
+    fault.occurrences = set()
+    await handle.execute_update(DeployWorkflow.retry)
+    outputs = await handle.result()
+    assert log.calls["CreateRouteTable"] == 1
+    assert added(before, inventory())["route_tables"] == set(outputs.route_table_ids.values())
 
 
 async def test_pause_then_rollback_restores_the_account(client, aws: AwsClients, worker):

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         SubnetInput,
         TargetGroupInput,
         TargetsHealthyInput,
+        looking_again,
     )
     from models.spec import DeploymentSpec, OnFailure
     from workflows.graph import TaskGraph, gather_settled
@@ -98,6 +99,7 @@ class DeployWorkflow:
         self._tracker: ProgressTracker | None = None
         self._retries_requested = 0
         self._rollback_requested: str | None = None
+        self._nothing_existed = False
 
     @workflow.query
     def progress(self) -> DeploymentProgress:
@@ -160,6 +162,10 @@ class DeployWorkflow:
         pre: PreflightResult = await self._step(
             PREFLIGHT, PreflightActivities.preflight, PreflightInput(spec=spec)
         )
+        # A reset run replays this preflight's answer while what the run before it made exists: only
+        # the first run of the chain may trust it.
+        info = workflow.info()
+        self._nothing_existed = pre.existing == [] and info.run_id == info.first_execution_run_id
         self._tracker.phase(Phase.CREATING)
         graph = TaskGraph()
         subnets = graph.add(self._private_subnets(pre))
@@ -405,7 +411,8 @@ class DeployWorkflow:
     # Steps and compensations
 
     def _key(self, name: str) -> ResourceKey:
-        return ResourceKey(scope=self._scope, name=name)
+        """A create's key: known to be new while nothing of the deployment existed at preflight."""
+        return ResourceKey(scope=self._scope, name=name, known_new=self._nothing_existed)
 
     async def _create(self, step: str, activity: Callable[..., Any], request: Any, **kw: Any) -> Any:
         """A forward step whose compensation is registered before it starts."""
@@ -418,7 +425,8 @@ class DeployWorkflow:
                 summary=f"Undo: {self._plan[step].summary}",
                 activity=COMPENSATIONS[kind],
                 request=DeleteInput(
-                    key=self._key(step), waiting=waiting(timing, timing.delete_timeout_seconds)
+                    key=ResourceKey(scope=self._scope, name=step),
+                    waiting=waiting(timing, timing.delete_timeout_seconds),
                 ),
             )
         )
@@ -441,6 +449,7 @@ class DeployWorkflow:
                 if not await self._paused(err):
                     raise
                 self._tracker.resumed(step)
+                request = looking_again(request)
                 continue
             self._tracker.done(step, result)
             return result
