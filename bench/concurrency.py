@@ -81,6 +81,7 @@ from workflows.options import WAIT_SHAPE, activity_options
 POLLS = (
     "ec2.DescribeNatGateways",
     "elbv2.DescribeLoadBalancers",
+    "ec2.DescribeInstanceStatus",
     "ec2.DescribeInstances",
     "elbv2.DescribeTargetHealth",
 )

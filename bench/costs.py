@@ -80,15 +80,16 @@ def expected_deletes(spec: DeploymentSpec) -> dict[str, int]:
 
 
 WAITS = {
-    "create_nat_gateway": "ec2.DescribeNatGateways",
-    "delete_nat_gateway": "ec2.DescribeNatGateways",
-    "launch_instance": "ec2.DescribeInstances",
-    "terminate_instance": "ec2.DescribeInstances",
-    "create_load_balancer": "elbv2.DescribeLoadBalancers",
-    "delete_load_balancer": "elbv2.DescribeLoadBalancers",
-    "wait_targets_healthy": "elbv2.DescribeTargetHealth",
+    "create_nat_gateway": ("ec2.DescribeNatGateways",),
+    "delete_nat_gateway": ("ec2.DescribeNatGateways",),
+    "launch_instance": ("ec2.DescribeInstanceStatus", "ec2.DescribeInstances"),
+    "terminate_instance": ("ec2.DescribeInstances",),
+    "create_load_balancer": ("elbv2.DescribeLoadBalancers",),
+    "delete_load_balancer": ("elbv2.DescribeLoadBalancers",),
+    "wait_targets_healthy": ("elbv2.DescribeTargetHealth",),
 }
-"""The activities that wait, and the describe call they poll with."""
+"""The activities that wait, and the describe calls they poll with (an instance's wait polls with
+the shared DescribeInstanceStatus, and with DescribeInstances when it must ask alone)."""
 
 
 @dataclass
@@ -133,7 +134,7 @@ def polls_per_wait(calls: list[Call], windows: list[Window]) -> tuple[list[Wait]
         ids = call.polled()
         if ids is None:
             continue
-        holding = [w for w in windows if WAITS[w.activity] == call.name and w.opened <= call.at <= w.closed]
+        holding = [w for w in windows if call.name in WAITS[w.activity] and w.opened <= call.at <= w.closed]
         if not holding:
             stray += 1
             continue

@@ -78,7 +78,7 @@ ARCHITECTURE: dict[str, Step] = {
     ),
     "instances": Step(
         ("private subnets", "app security group"),
-        ("ec2.RunInstances", "ec2.DescribeInstances"),
+        ("ec2.RunInstances", "ec2.DescribeInstanceStatus"),
         ("instance_running",),
     ),
     "app": Step(("instances", "route table"), (), ("app_listening",)),

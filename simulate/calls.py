@@ -22,6 +22,7 @@ from simulate.profile import LatencyProfile
 POLL_IDS = {
     ("ec2", "DescribeNatGateways"): "NatGatewayIds",
     ("ec2", "DescribeInstances"): "InstanceIds",
+    ("ec2", "DescribeInstanceStatus"): "InstanceIds",
     ("elbv2", "DescribeLoadBalancers"): "LoadBalancerArns",
     ("elbv2", "DescribeTargetHealth"): "Targets",
 }

@@ -68,6 +68,7 @@ class LatencyModel:
             ("ec2", "RunInstances"): self._instances_launched,
             ("ec2", "TerminateInstances"): self._instances_terminated,
             ("ec2", "DescribeInstances"): self._describe_instances,
+            ("ec2", "DescribeInstanceStatus"): self._describe_instance_status,
             ("ec2", "CreateRoute"): self._route_set,
             ("ec2", "ReplaceRoute"): self._route_set,
             ("ec2", "AssociateRouteTable"): self._route_table_associated,
@@ -207,6 +208,14 @@ class LatencyModel:
                 ):
                     instance["State"] = {"Code": 32, "Name": "shutting-down"}
                     self.held["instance_terminating"] += 1
+
+    def _describe_instance_status(self, params: dict, parsed: dict, now: float) -> None:
+        running_after = self.profile.seconds("instance_running")
+        for status in parsed.get("InstanceStatuses", []):
+            instance_id, state = status["InstanceId"], status.get("InstanceState", {}).get("Name")
+            if state == "running" and now < self._launched.get(instance_id, ALWAYS) + running_after:
+                status["InstanceState"] = {"Code": 0, "Name": "pending"}
+                self.held["instance"] += 1
 
     def _route_set(self, params: dict, parsed: dict, now: float) -> None:
         if params.get("DestinationCidrBlock") == "0.0.0.0/0" and params.get("NatGatewayId"):

@@ -162,3 +162,28 @@ def test_other_waits_go_to_the_single_wait(aws):
         wait_for, aws.ec2(REGION), "nat_gateway_available", POLL, "x", NatGatewayIds=[gateway, gateway]
     )
     assert SHARED.calls == calls_before
+
+
+def test_instance_waits_share_the_small_status_answer_and_wait_for_running(aws):
+    """Instances are polled together with DescribeInstanceStatus, read by instance_running's own
+    acceptors; a terminated instance fails its wait as the single wait (DescribeInstances) says."""
+    model = LatencyModel(load_profile(scale=0.01)).install(aws.session)  # running after 0.25 s
+    asked: list[str] = []
+    aws.session.events.register("before-call.ec2", lambda model, **_: asked.append(model.name))
+    ec2 = aws.ec2(REGION)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    launched = ec2.run_instances(ImageId="ami-12c6146b", MinCount=3, MaxCount=3, SubnetId=subnet)
+    ids = [i["InstanceId"] for i in launched["Instances"]]
+    ec2.terminate_instances(InstanceIds=ids[2:])
+    asked.clear()
+
+    def wait(instance_id: str) -> None:
+        ActivityEnvironment().run(
+            wait_for, ec2, "instance_running", POLL, f"instance {instance_id}", InstanceIds=[instance_id]
+        )
+
+    raised = in_threads(wait, ids)
+    assert set(raised) == {ids[2]} and "terminal failure state" in str(raised[ids[2]])
+    assert model.held["instance"] >= 1  # the two others were seen pending before running
+    assert asked.count("DescribeInstanceStatus") >= 2
+    assert asked.count("DescribeInstances") <= 2  # only the failed one asked alone

@@ -313,7 +313,14 @@ def hold_instances_pending(session: boto3.Session) -> threading.Event:
                     instance["State"] = {"Code": 0, "Name": "pending"}
                     seen.set()
 
+    def rewrite_status(parsed: dict[str, Any], **_: Any) -> None:
+        for status in parsed.get("InstanceStatuses", []):
+            if status["InstanceState"]["Name"] == "running":
+                status["InstanceState"] = {"Code": 0, "Name": "pending"}
+                seen.set()
+
     session.events.register("after-call.ec2.DescribeInstances", rewrite)
+    session.events.register("after-call.ec2.DescribeInstanceStatus", rewrite_status)
     return seen
 
 

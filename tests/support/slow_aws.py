@@ -76,30 +76,47 @@ def _instance(real: str, shown: str) -> Transition:
     )  # fmt: skip
 
 
-TRANSITIONS: dict[str, Transition] = {
-    "nat_available": _nat("available", "pending"),
-    "nat_deleted": _nat("deleted", "deleting"),
-    "alb_active": Transition(
-        "after-call.elbv2.DescribeLoadBalancers",
-        lambda p: p.get("LoadBalancers", []),
-        lambda i: i["LoadBalancerArn"],
-        lambda i: i.get("State", {}).get("Code", ""),
-        _set_alb,
-        "active",
-        "provisioning",
-    ),  # fmt: skip
-    "instance_running": _instance("running", "pending"),
-    "instance_terminated": _instance("terminated", "shutting-down"),
-    "target_healthy": Transition(
-        "after-call.elbv2.DescribeTargetHealth",
-        lambda p: p.get("TargetHealthDescriptions", []),
-        lambda i: i["Target"]["Id"],
-        lambda i: i.get("TargetHealth", {}).get("State", ""),
-        _set_target,
-        "healthy",
-        "initial",
-    ),  # fmt: skip
+def _set_instance_status(item: dict[str, Any], state: str) -> None:
+    item["InstanceState"] = {"Name": state, "Code": INSTANCE_STATE_CODES[state]}
+
+
+def _instance_status(real: str, shown: str) -> Transition:
+    """The same instance states in DescribeInstanceStatus, which the shared instance polls use."""
+    return Transition(
+        "after-call.ec2.DescribeInstanceStatus", lambda p: p.get("InstanceStatuses", []),
+        lambda i: i["InstanceId"], lambda i: i["InstanceState"]["Name"], _set_instance_status, real, shown,
+    )  # fmt: skip
+
+
+TRANSITIONS: dict[str, tuple[Transition, ...]] = {
+    "nat_available": (_nat("available", "pending"),),
+    "nat_deleted": (_nat("deleted", "deleting"),),
+    "alb_active": (
+        Transition(
+            "after-call.elbv2.DescribeLoadBalancers",
+            lambda p: p.get("LoadBalancers", []),
+            lambda i: i["LoadBalancerArn"],
+            lambda i: i.get("State", {}).get("Code", ""),
+            _set_alb,
+            "active",
+            "provisioning",
+        ),
+    ),
+    "instance_running": (_instance("running", "pending"), _instance_status("running", "pending")),
+    "instance_terminated": (_instance("terminated", "shutting-down"),),
+    "target_healthy": (
+        Transition(
+            "after-call.elbv2.DescribeTargetHealth",
+            lambda p: p.get("TargetHealthDescriptions", []),
+            lambda i: i["Target"]["Id"],
+            lambda i: i.get("TargetHealth", {}).get("State", ""),
+            _set_target,
+            "healthy",
+            "initial",
+        ),
+    ),
 }
+"""Per wait, the describe answers that show its resource's state (instances have two)."""
 
 
 class SharedClock:
@@ -120,8 +137,8 @@ class SharedClock:
 def hold_transitions(session: boto3.Session, clock: SharedClock, seconds: dict[str, float]) -> None:
     """Install the named transitions (keys of TRANSITIONS), each held for its number of seconds."""
     for name, hold in seconds.items():
-        transition = TRANSITIONS[name]
-        session.events.register(transition.event, _rewriter(transition, clock, hold))
+        for transition in TRANSITIONS[name]:
+            session.events.register(transition.event, _rewriter(transition, clock, hold))
 
 
 def _rewriter(transition: Transition, clock: SharedClock, hold: float) -> Callable[..., None]:
