@@ -42,7 +42,7 @@ Measured (2 cores shared with other sessions, N=50, single 38 s; see the commit 
   and 0.182, 0.186, 0.191 s half an hour later with every process 30% slower (worker / Temporal
   server CPU 1.00-1.14 throughout; 1.78 before these changes).
 - creates of a new deployment without their lookups (preflight lists what exists) and shared
-  instance polls with DescribeInstanceStatus: 45 -> 33 calls; 5 runs 0.112-0.119 s (2026-12-01,
+  instance polls with DescribeInstanceStatus: 45 -> 33 calls; 6 runs 0.111-0.119 s (2026-12-01,
   worker / Temporal 1.04-1.08), moto 12.7 -> 6.2 s of CPU for the batch.
 - past N=75-100 moto was the limit: one Python process at 0.7-0.8 cores, its describe-by-tag
   filters scanning every deployment's resources. Without the lookups, N=100: p95 / single 1.37,
