@@ -138,6 +138,7 @@ class TimingSpec(Strict):
     )
     retry_initial_interval_seconds: PositiveSeconds = Field(1.0, description="First retry delay.")
     retry_maximum_interval_seconds: PositiveSeconds = Field(30.0, description="Retry delay cap.")
+    retry_maximum_attempts: int = Field(10, ge=1, description="Attempts per step for retryable AWS errors.")
 
     @model_validator(mode="after")
     def _poll_intervals(self) -> TimingSpec:
@@ -150,8 +151,6 @@ class TimingSpec(Strict):
                 f"poll_interval_seconds ({self.poll_interval_seconds:g}); raise it or leave it unset"
             )
         return self
-
-    retry_maximum_attempts: int = Field(10, ge=1, description="Attempts per step for retryable AWS errors.")
 
 
 class DeploymentSpec(Strict):
