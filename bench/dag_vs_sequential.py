@@ -5,12 +5,12 @@
 Each repetition deploys once with DeployWorkflow (the DAG: instances launch while the NAT gateway is
 pending), once with SequentialDeployWorkflow (the tutorial's order, the baseline) and once with
 InstancesAfterRouteDeployWorkflow (the DAG's former order: instances launched after the NAT route),
-each going first in turn, on an emptied moto. Printed: every wall time,
-the medians, sequential / DAG, and DAG / critical-path lower bound, where the bound is the longest
-path through the architecture's true dependencies (declared below from DESIGN.md section 1, not read
-from the workflow) timed with the profile; and where the DAG's time went along that chain, segment by
-segment (from the run's history events and the AWS calls' times): Temporal's round trips, AWS calls
-beyond the bound's (moto's own time, find-by-tag lookups), poll lateness, modelled waits.
+each going first in turn, on an emptied moto. Printed: every wall time, the medians, sequential / DAG,
+and DAG / critical-path lower bound, where the bound is the longest path through the architecture's
+true dependencies (simulate/architecture.py, from DESIGN.md section 1, not read from the workflow)
+timed with the profile; and where the DAG's time went along that chain, segment by segment (from the
+run's history events and the AWS calls' times): Temporal's round trips, AWS calls beyond the bound's
+(moto's own time, find-by-tag lookups), poll lateness, modelled waits.
 Targets: DAG <= 1.10 x bound, sequential / DAG >= 1.4.
 
 Scale: 0.1 by default (the bound is 18.2 s, a run of all three strategies about 75 s). Temporal's
@@ -34,60 +34,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Worker
 
+from simulate.architecture import ARCHITECTURE, Step, longest_path
 from simulate.calls import Call
 from simulate.profile import LatencyProfile, load_profile
 from workflows.deploy import DeployWorkflow
 from workflows.sequential import SequentialDeployWorkflow
-
-
-@dataclass(frozen=True)
-class Step:
-    after: tuple[str, ...]
-    calls: tuple[str, ...] = ()
-    """The calls it must make one after the other (calls per AZ or per instance run in parallel)."""
-    waits: tuple[str, ...] = ()
-    """Profile states it must wait for; a wait ends with one describe that sees the state."""
-
-
-# The tutorial's web tier with its true dependencies (DESIGN.md section 1). An instance's launch needs
-# only its subnet and security group; `app` is no AWS call: the user data installing Node.js once the
-# instance runs, retried until the NAT route gives it egress (activities/user_data.py), so the app's
-# boot, not the launch, needs the route.
-ARCHITECTURE: dict[str, Step] = {
-    "preflight": Step((), ("ec2.DescribeVpcs",)),  # read-only checks, independent of each other
-    "private subnets": Step(("preflight",), ("ec2.CreateSubnet",)),
-    "elastic ip": Step(("preflight",), ("ec2.AllocateAddress",)),
-    "nat gateway": Step(
-        ("elastic ip",), ("ec2.CreateNatGateway", "ec2.DescribeNatGateways"), ("nat_gateway_available",)
-    ),
-    "route table": Step(
-        ("private subnets", "nat gateway"),
-        ("ec2.CreateRouteTable", "ec2.CreateRoute", "ec2.AssociateRouteTable"),
-    ),
-    "alb security group": Step(
-        ("preflight",), ("ec2.CreateSecurityGroup", "ec2.AuthorizeSecurityGroupIngress")
-    ),
-    "app security group": Step(
-        ("alb security group",), ("ec2.CreateSecurityGroup", "ec2.AuthorizeSecurityGroupIngress")
-    ),
-    "target group": Step(("preflight",), ("elbv2.CreateTargetGroup",)),
-    "load balancer": Step(
-        ("alb security group",),
-        ("elbv2.CreateLoadBalancer", "elbv2.DescribeLoadBalancers"),
-        ("load_balancer_active",),
-    ),
-    "instances": Step(
-        ("private subnets", "app security group"),
-        ("ec2.RunInstances", "ec2.DescribeInstanceStatus"),
-        ("instance_running",),
-    ),
-    "app": Step(("instances", "route table"), (), ("app_listening",)),
-    "register targets": Step(("instances", "target group"), ("elbv2.RegisterTargets",)),
-    "listener": Step(("load balancer", "target group"), ("elbv2.CreateListener",)),
-    "healthy": Step(
-        ("app", "register targets", "listener"), ("elbv2.DescribeTargetHealth",), ("target_healthy",)
-    ),
-}
 
 TUTORIAL_ORDER = [
     "preflight",
@@ -105,37 +56,6 @@ TUTORIAL_ORDER = [
     "healthy",
 ]
 """The console order of SequentialDeployWorkflow; `app` boots on its own meanwhile."""
-
-
-def duration(step: Step, profile: LatencyProfile) -> float:
-    calls = sum(profile.real_call(*name.split(".")) for name in step.calls)
-    return calls + sum(profile.states[state] for state in step.waits)
-
-
-def schedule(graph: dict[str, Step], profile: LatencyProfile) -> dict[str, tuple[float, float]]:
-    """Earliest (start, finish) of every step, real-scale seconds: it starts when its last dependency ends."""
-    times: dict[str, tuple[float, float]] = {}
-
-    def visit(name: str) -> tuple[float, float]:
-        if name not in times:
-            start = max((visit(dep)[1] for dep in graph[name].after), default=0.0)
-            times[name] = (start, start + duration(graph[name], profile))
-        return times[name]
-
-    for name in graph:
-        visit(name)
-    return times
-
-
-def longest_path(graph: dict[str, Step], profile: LatencyProfile) -> tuple[float, list[str]]:
-    """Real-scale seconds of the longest path, and the path itself."""
-    times = schedule(graph, profile)
-    name = max(times, key=lambda n: times[n][1])
-    path = [name]
-    while graph[name].after:
-        name = max(graph[name].after, key=lambda n: times[n][1])
-        path.insert(0, name)
-    return times[path[-1]][1], path
 
 
 def in_order(graph: dict[str, Step], order: list[str]) -> dict[str, Step]:
