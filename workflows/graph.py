@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from temporalio import workflow
+
 T = TypeVar("T")
 
 
@@ -27,7 +29,7 @@ class TaskGraph:
     async def run(self) -> None:
         """Wait for every branch; on the first failure (or cancellation), settle the rest, then raise."""
         try:
-            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+            await workflow.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
         except BaseException:  # the workflow itself was cancelled
             await self._settle()
             raise
