@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak stop install lint fmt docs
+.PHONY: demo test soak stop install lint fmt docs aws-smoke
 
 ## Deploy the tutorial's web tier on the embedded default (Temporal dev server + UI, moto, worker).
 demo: install
@@ -17,6 +17,11 @@ test: install
 ## The large reliability batches (crash runs, transient storm), outside the CI budget.
 soak: install
 	$(PY) -m pytest -m soak $(PYTEST_ARGS)
+
+## Real AWS, opt-in (never run by `make test` or CI): deploy, check, tear down, compare with the model.
+## Needs AWS credentials, a Temporal server and a running worker.py; see README.md.
+aws-smoke: install
+	$(PY) scripts/aws_smoke.py $(ARGS)
 
 ## Stop exactly the processes `make demo` started.
 stop:
