@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
+from _variants import SequentialDeployWorkflow  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
@@ -33,7 +34,6 @@ from simulate.latency import LatencyModel  # noqa: E402
 from simulate.profile import LatencyProfile  # noqa: E402
 from tests.support.servers import free_port, isolate_aws, reset_moto, start_dev_server  # noqa: E402
 from worker import build_worker  # noqa: E402
-from workflows.sequential import SequentialDeployWorkflow  # noqa: E402
 
 REGION = "ap-northeast-2"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"

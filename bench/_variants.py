@@ -1,18 +1,90 @@
-"""Experimental orderings measured by the benchmarks only; none of them is registered by worker.py.
+"""Orderings measured by the benchmarks only; none of them is registered by worker.py.
 
-Workflow classes must live in an importable module (not `__main__`) for the workflow sandbox.
+The benchmarks register them on their own workers (`build_worker(extra_workflows=...)`, bench/_setup.py);
+tests/test_latency.py runs the baseline in the default suite so that it keeps working. Workflow
+classes must live in an importable module (not `__main__`) for the workflow sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.resources import DeploymentOutputs, Instance, PreflightResult
+    from activities import PreflightActivities
+    from models.plan import PREFLIGHT
+    from models.progress import Phase
+    from models.resources import DeploymentOutputs, Instance, LoadBalancer, PreflightInput, PreflightResult
     from models.spec import DeploymentSpec
     from workflows.deploy import DeployWorkflow
+
+
+@workflow.defn
+class SequentialDeployWorkflow(DeployWorkflow):
+    """The tutorial's console order, one step after the other: the baseline the DAG is measured
+    against (bench/dag_vs_sequential.py).
+
+    It reuses DeployWorkflow's steps, compensations and rollback unchanged, so the two differ only in
+    order: the tutorial waits for the NAT gateway before anything else, launches the instances before
+    it creates the target group, and creates the load balancer last but one. Registered under its own
+    name (the class name); the `progress` query is inherited.
+    """
+
+    @workflow.run
+    async def run(self, spec: DeploymentSpec) -> DeploymentOutputs:
+        # The SDK requires @workflow.run on the registered class itself, not only on its base.
+        return await super().run(spec)
+
+    async def _deploy(self) -> DeploymentOutputs:
+        spec = self._spec
+        pre: PreflightResult = await self._step(
+            PREFLIGHT, PreflightActivities.preflight, PreflightInput(spec=spec)
+        )
+        self._tracker.phase(Phase.CREATING)
+
+        async def then(coroutine: Any) -> asyncio.Task[Any]:
+            """Run one step to its end before the next starts; the steps take tasks as their inputs."""
+            task = asyncio.ensure_future(coroutine)
+            await task
+            return task
+
+        subnets = await then(self._private_subnets(pre))
+        nats = await then(self._nat_gateways(pre))
+        routes = await then(self._route_tables(pre, subnets, nats))
+        alb_sg = await then(self._alb_security_group(pre))
+        app_sg = await then(self._app_security_group(pre, alb_sg))
+        instances = await then(self._instances(pre, subnets, app_sg, routes))
+        target_group = await then(self._target_group(pre))
+        registered = await then(self._register(instances, target_group))
+        balancer = await then(self._load_balancer(pre, alb_sg))
+        listener = await then(self._listener(balancer, target_group))
+        await then(self._healthy(instances, target_group, registered, listener, routes))
+
+        eips, nat_ids = nats.result()
+        lb: LoadBalancer = balancer.result()
+        port = spec.load_balancer.listener_port
+        return DeploymentOutputs(
+            deployment_id=spec.deployment_id,
+            region=spec.region,
+            alb_dns_name=lb.dns_name,
+            url=f"http://{lb.dns_name}" + ("" if port == 80 else f":{port}"),
+            vpc_id=pre.vpc_id,
+            ami_id=pre.ami_id,
+            private_subnet_ids=subnets.result(),
+            public_subnet_ids=pre.public_subnet_ids,
+            elastic_ip_allocation_ids={az: e.allocation_id for az, e in eips.items()},
+            nat_gateway_ids=nat_ids,
+            route_table_ids=routes.result(),
+            alb_security_group_id=alb_sg.result(),
+            app_security_group_id=app_sg.result(),
+            target_group_arn=target_group.result(),
+            load_balancer_arn=lb.arn,
+            listener_arn=listener.result(),
+            instance_ids={name: i.instance_id for name, i in instances.result().items()},
+            resources=self._tracker.created_resources(),
+        )
 
 
 @workflow.defn

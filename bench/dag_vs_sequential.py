@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from _setup import Servers, SimulatedAws, bench_worker, median, scaled_spec, servers, simulated_aws
-from _variants import InstancesAfterRouteDeployWorkflow
+from _variants import InstancesAfterRouteDeployWorkflow, SequentialDeployWorkflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Worker
@@ -38,7 +38,6 @@ from simulate.architecture import ARCHITECTURE, Step, longest_path
 from simulate.calls import Call
 from simulate.profile import LatencyProfile, load_profile
 from workflows.deploy import DeployWorkflow
-from workflows.sequential import SequentialDeployWorkflow
 
 TUTORIAL_ORDER = [
     "preflight",

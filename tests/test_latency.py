@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import AwsClients
+from bench._variants import SequentialDeployWorkflow
 from simulate.calls import CallCounter
 from simulate.latency import LatencyModel
 from simulate.profile import load_profile
@@ -22,7 +23,6 @@ from tests.support.inventory import added, inventory
 from tests.support.specs import fast_spec
 from worker import build_worker
 from workflows.deploy import DeployWorkflow
-from workflows.sequential import SequentialDeployWorkflow
 
 SCALE = 0.01
 """NAT 1.05 s, ALB 1.6 s: long enough that no poll can miss them, short enough for the default suite."""
