@@ -7,8 +7,9 @@ from typing import Any
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.errors import aws_errors, ignore_not_found
-from activities.tags import client_token, earlier, first_tagged, key_filters, tag_specifications
+from activities.consistency import delete_by_id, ids_to_delete, until_visible
+from activities.errors import aws_errors
+from activities.tags import all_tagged, client_token, earlier, key_filters, tag_specifications
 from activities.user_data import render_user_data
 from activities.waits import wait_for
 from models.naming import APP_GROUP
@@ -27,11 +28,13 @@ class ComputeActivities:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
 
-    def _find(self, key: ResourceKey, states: list[str]) -> dict[str, Any] | None:
+    def _tagged(self, key: ResourceKey, states: list[str]) -> list[dict[str, Any]]:
         filters = [*key_filters(key), {"Name": "instance-state-name", "Values": states}]
         reservations = self._aws.ec2(key.scope.region).describe_instances(Filters=filters)
-        instances = [i for r in reservations["Reservations"] for i in r["Instances"]]
-        return first_tagged(instances, key)
+        return all_tagged([i for r in reservations["Reservations"] for i in r["Instances"]], key)
+
+    def _find(self, key: ResourceKey, states: list[str]) -> dict[str, Any] | None:
+        return next(iter(self._tagged(key, states)), None)
 
     def _root_device(self, region: str, ami_id: str) -> str:
         images = self._aws.ec2(region).describe_images(ImageIds=[ami_id])["Images"]
@@ -42,7 +45,10 @@ class ComputeActivities:
     def launch_instance(self, request: InstanceInput) -> Instance:
         key = request.key
         region = key.scope.region
-        instance = earlier(key, lambda: self._find(key, LIVE_INSTANCE_STATES)) or self._run(request)
+        # The subnet and security group may be seconds old; the token makes the launch safe to repeat.
+        instance = earlier(key, lambda: self._find(key, LIVE_INSTANCE_STATES)) or until_visible(
+            lambda: self._run(request), f"subnet {request.subnet_id} and group {request.security_group_id}"
+        )
         instance_id = instance["InstanceId"]
         wait_for(
             self._aws.ec2(region),
@@ -95,16 +101,16 @@ class ComputeActivities:
         """Wait for `terminated`: until then its security group and subnet are still in use."""
         key = request.key
         ec2 = self._aws.ec2(key.scope.region)
-        instance = self._find(key, [*LIVE_INSTANCE_STATES, "shutting-down"])
-        if instance is None:
-            return Deleted(kind=Kind.INSTANCE, name=key.name)
-        instance_id = instance["InstanceId"]
-        ignore_not_found(lambda: ec2.terminate_instances(InstanceIds=[instance_id]))
-        wait_for(
-            ec2,
-            "instance_terminated",
-            request.waiting,
-            f"instance {instance_id} to terminate",
-            InstanceIds=[instance_id],
-        )
-        return Deleted(kind=Kind.INSTANCE, name=key.name, id=instance_id)
+        states = [*LIVE_INSTANCE_STATES, "shutting-down"]
+        ids = ids_to_delete(request, lambda: [i["InstanceId"] for i in self._tagged(key, states)])
+        for instance_id in ids:
+            what = f"instance {instance_id}"
+            if delete_by_id(request, lambda i=instance_id: ec2.terminate_instances(InstanceIds=[i]), what):
+                wait_for(
+                    ec2,
+                    "instance_terminated",
+                    request.waiting,
+                    f"{what} to terminate",
+                    InstanceIds=[instance_id],
+                )
+        return Deleted.of(Kind.INSTANCE, key.name, ids)

@@ -57,6 +57,28 @@ DUPLICATE_CODES = frozenset(
 """On a retry these may be our own earlier create, whose reply was lost and which the lookup did not
 see yet (EC2 describes are eventually consistent): retry, and the next lookup finds it."""
 
+NOT_YET_VISIBLE = frozenset(
+    {
+        "InvalidSubnetID.NotFound",
+        "InvalidGroup.NotFound",
+        "InvalidAllocationID.NotFound",
+        "InvalidRouteTableID.NotFound",
+        "InvalidNatGatewayID.NotFound",
+        "NatGatewayNotFound",
+        "InvalidInstanceID.NotFound",
+        "InvalidAssociationID.NotFound",
+        "InvalidSecurityGroupRuleId.NotFound",
+        "TargetGroupNotFound",
+        "LoadBalancerNotFound",
+        "ListenerNotFound",
+        "SubnetNotFound",  # ELBv2 naming an EC2 subnet
+        "InvalidSecurityGroup",  # ELBv2 naming an EC2 security group
+        "InvalidTarget",  # ELBv2 RegisterTargets naming an instance
+    }
+)
+"""What AWS answers for an id it does not know yet. Not the AMI, VPC or public subnets' codes: those
+were checked by preflight, and a NotFound for them is a person's to fix, at once."""
+
 IN_USE_BY_OPERATION = {
     ("ReleaseAddress", "AuthFailure"): "the address is still held by a NAT gateway being deleted; "
     "AWS lets go of it a little after the gateway is gone",
@@ -164,6 +186,11 @@ def aws_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise classify(err) from None
 
     return wrapper
+
+
+def not_yet_visible(err: ClientError) -> bool:
+    """AWS does not know the id yet, or no longer: which of the two only time tells."""
+    return client_error_code(err) in NOT_YET_VISIBLE
 
 
 def is_not_found(err: ClientError) -> bool:

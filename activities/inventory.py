@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from temporalio import activity
@@ -10,8 +11,9 @@ from activities.aws_clients import AwsClients
 from activities.errors import aws_errors
 from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
+from activities.waits import Heartbeats, pause
 from models.naming import RESOURCE_TAG, listener, load_balancer_name, target_group_name
-from models.resources import Inventory, Kind, Resource, Scope
+from models.resources import Inventory, Kind, RemainingInput, Resource, Scope
 
 EC2_LOOKUPS: list[tuple[Kind, str, str, str, list[dict[str, Any]]]] = [
     (Kind.SUBNET, "describe_subnets", "Subnets", "SubnetId", []),
@@ -53,6 +55,20 @@ class InventoryActivities:
         found += [_resource(Kind.INSTANCE, i, i["InstanceId"]) for i in instances]
         found += self._load_balancing(scope)
         return Inventory(resources=found)
+
+    @activity.defn
+    @aws_errors
+    def remaining_resources(self, request: RemainingInput) -> Inventory:
+        """What still carries the deployment's tag after a teardown: looked up until nothing is left
+        or the consistency window has passed (a resource deleted seconds ago may still be listed)."""
+        heartbeat = Heartbeats()
+        deadline = time.monotonic() + request.timing.consistency_window_seconds
+        while True:
+            remaining = self.discover_resources(request.scope)
+            if not remaining.resources or time.monotonic() >= deadline:
+                return remaining
+            heartbeat("checking that nothing of the deployment is left")
+            pause(request.timing.poll_interval_seconds, "checking that nothing of the deployment is left")
 
     def _load_balancing(self, scope: Scope) -> list[Resource]:
         elbv2 = self._aws.elbv2(scope.region)

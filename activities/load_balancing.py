@@ -14,8 +14,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws_clients import AwsClients
+from activities.consistency import delete_by_id, found_once_settled, ids_to_delete, until_visible
 from activities.errors import aws_errors, client_error_code, ignore_not_found
 from activities.tags import earlier, owned_by, tags_for
+from activities.target_health import naming_unhealthy_targets
 from activities.waits import wait_for
 from models.naming import load_balancer_name, target_group_name
 from models.resources import (
@@ -59,6 +61,10 @@ def find_by_name(elbv2: Any, lookup: NamedLookup, name: str) -> dict[str, Any] |
         if client_error_code(err) == lookup.not_found:
             return None
         raise
+
+
+def _arns(item: dict[str, Any] | None, lookup: NamedLookup) -> list[str]:
+    return [item[lookup.arn_field]] if item is not None else []
 
 
 def tags_of(elbv2: Any, arn: str) -> list[dict[str, str]]:
@@ -105,14 +111,14 @@ class LoadBalancingActivities:
             )["TargetGroups"][0]
         )
         arn = group["TargetGroupArn"]
-        self._aws.elbv2(key.scope.region).modify_target_group_attributes(
-            TargetGroupArn=arn,
-            Attributes=[
-                {
-                    "Key": "deregistration_delay.timeout_seconds",
-                    "Value": DEREGISTRATION_DELAY_SECONDS,
-                }
-            ],
+        until_visible(
+            lambda: self._aws.elbv2(key.scope.region).modify_target_group_attributes(
+                TargetGroupArn=arn,
+                Attributes=[
+                    {"Key": "deregistration_delay.timeout_seconds", "Value": DEREGISTRATION_DELAY_SECONDS}
+                ],
+            ),
+            f"target group {arn}",
         )
         return Resource(kind=Kind.TARGET_GROUP, name=key.name, id=arn)
 
@@ -121,13 +127,11 @@ class LoadBalancingActivities:
     def delete_target_group(self, request: DeleteInput) -> Deleted:
         """Refused (retryably, ResourceInUse) while a listener still forwards to it."""
         key = request.key
-        group = self._find_target_group(key)
-        if group is None:
-            return Deleted(kind=Kind.TARGET_GROUP, name=key.name)
-        arn = group["TargetGroupArn"]
         elbv2 = self._aws.elbv2(key.scope.region)
-        ignore_not_found(lambda: elbv2.delete_target_group(TargetGroupArn=arn))
-        return Deleted(kind=Kind.TARGET_GROUP, name=key.name, id=arn)
+        ids = ids_to_delete(request, lambda: _arns(self._find_target_group(key), TARGET_GROUPS))
+        for arn in ids:
+            delete_by_id(request, lambda a=arn: elbv2.delete_target_group(TargetGroupArn=a), arn)
+        return Deleted.of(Kind.TARGET_GROUP, key.name, ids)
 
     # Load balancer
 
@@ -139,9 +143,10 @@ class LoadBalancingActivities:
     def create_load_balancer(self, request: LoadBalancerInput) -> LoadBalancer:
         key = request.key
         region = key.scope.region
-        balancer = (
-            earlier(key, lambda: self._find_load_balancer(key))
-            or self._aws.elbv2(region, creates=True).create_load_balancer(
+        # The security group may be seconds old; AWS answers a repeat (same name and settings) with
+        # the same load balancer.
+        balancer = earlier(key, lambda: self._find_load_balancer(key)) or until_visible(
+            lambda: self._aws.elbv2(region, creates=True).create_load_balancer(
                 Name=load_balancer_name(key.scope.deployment_id),
                 Subnets=request.subnet_ids,
                 SecurityGroups=[request.security_group_id],
@@ -149,7 +154,8 @@ class LoadBalancingActivities:
                 Type="application",
                 IpAddressType="ipv4",
                 Tags=tags_for(key),
-            )["LoadBalancers"][0]
+            )["LoadBalancers"][0],
+            f"security group {request.security_group_id}",
         )
         arn = balancer["LoadBalancerArn"]
         wait_for(
@@ -166,32 +172,37 @@ class LoadBalancingActivities:
     def delete_load_balancer(self, request: DeleteInput) -> Deleted:
         """Wait until it is gone: until then its security group and target group are in use."""
         key = request.key
-        balancer = self._find_load_balancer(key)
-        if balancer is None:
-            return Deleted(kind=Kind.LOAD_BALANCER, name=key.name)
-        arn = balancer["LoadBalancerArn"]
         elbv2 = self._aws.elbv2(key.scope.region)
-        ignore_not_found(lambda: elbv2.delete_load_balancer(LoadBalancerArn=arn))
-        wait_for(
-            elbv2,
-            "load_balancers_deleted",
-            request.waiting,
-            "the load balancer to be deleted",
-            LoadBalancerArns=[arn],
-        )
-        return Deleted(kind=Kind.LOAD_BALANCER, name=key.name, id=arn)
+        ids = ids_to_delete(request, lambda: _arns(self._find_load_balancer(key), LOAD_BALANCERS))
+        for arn in ids:
+            if delete_by_id(request, lambda a=arn: elbv2.delete_load_balancer(LoadBalancerArn=a), arn):
+                wait_for(
+                    elbv2,
+                    "load_balancers_deleted",
+                    request.waiting,
+                    "the load balancer to be deleted",
+                    LoadBalancerArns=[arn],
+                )
+        return Deleted.of(Kind.LOAD_BALANCER, key.name, ids)
 
     # Listener
 
-    def _listener_on(self, region: str, balancer_arn: str, port: int) -> dict[str, Any] | None:
+    def _listeners_on(self, region: str, balancer_arn: str, port: int) -> list[dict[str, Any]]:
         listeners = self._aws.elbv2(region).describe_listeners(LoadBalancerArn=balancer_arn)["Listeners"]
-        return next((lsn for lsn in listeners if lsn["Port"] == port), None)
+        return [lsn for lsn in listeners if lsn["Port"] == port]
 
-    def _find_listener(self, key: ResourceKey, port: int) -> dict[str, Any] | None:
+    def _listener_on(self, region: str, balancer_arn: str, port: int) -> dict[str, Any] | None:
+        return next(iter(self._listeners_on(region, balancer_arn, port)), None)
+
+    def _find_listeners(self, key: ResourceKey, port: int) -> list[str]:
+        """Every listener on the port: moto keeps a re-sent CreateListener's twin."""
         balancer = self._find_load_balancer(key)
         if balancer is None:
-            return None
-        return self._listener_on(key.scope.region, balancer["LoadBalancerArn"], port)
+            return []
+        return [
+            lsn["ListenerArn"]
+            for lsn in self._listeners_on(key.scope.region, balancer["LoadBalancerArn"], port)
+        ]
 
     @activity.defn
     @aws_errors
@@ -202,13 +213,16 @@ class LoadBalancingActivities:
             key, lambda: self._listener_on(key.scope.region, request.load_balancer_arn, request.port)
         )
         if listener is None:
-            listener = self._aws.elbv2(key.scope.region, creates=True).create_listener(
-                LoadBalancerArn=request.load_balancer_arn,
-                Protocol="HTTP",
-                Port=request.port,
-                DefaultActions=[{"Type": "forward", "TargetGroupArn": request.target_group_arn}],
-                Tags=tags_for(key),
-            )["Listeners"][0]
+            listener = until_visible(  # the target group may be seconds old
+                lambda: self._aws.elbv2(key.scope.region, creates=True).create_listener(
+                    LoadBalancerArn=request.load_balancer_arn,
+                    Protocol="HTTP",
+                    Port=request.port,
+                    DefaultActions=[{"Type": "forward", "TargetGroupArn": request.target_group_arn}],
+                    Tags=tags_for(key),
+                )["Listeners"][0],
+                f"target group {request.target_group_arn}",
+            )
         return Resource(kind=Kind.LISTENER, name=key.name, id=listener["ListenerArn"])
 
     @activity.defn
@@ -216,13 +230,11 @@ class LoadBalancingActivities:
     def delete_listener(self, request: DeleteInput) -> Deleted:
         key = request.key
         port = int(key.name.rsplit("-", 1)[-1])
-        listener = self._find_listener(key, port)
-        if listener is None:
-            return Deleted(kind=Kind.LISTENER, name=key.name)
-        arn = listener["ListenerArn"]
         elbv2 = self._aws.elbv2(key.scope.region)
-        ignore_not_found(lambda: elbv2.delete_listener(ListenerArn=arn))
-        return Deleted(kind=Kind.LISTENER, name=key.name, id=arn)
+        ids = ids_to_delete(request, lambda: self._find_listeners(key, port))
+        for arn in ids:
+            delete_by_id(request, lambda a=arn: elbv2.delete_listener(ListenerArn=a), arn)
+        return Deleted.of(Kind.LISTENER, key.name, ids)
 
     # Targets
 
@@ -230,9 +242,12 @@ class LoadBalancingActivities:
     @aws_errors
     def register_targets(self, request: RegisterTargetsInput) -> Resource:
         """RegisterTargets is idempotent in AWS itself: registering twice leaves one target."""
-        self._aws.elbv2(request.key.scope.region, creates=True).register_targets(
-            TargetGroupArn=request.target_group_arn,
-            Targets=[{"Id": i, "Port": request.port} for i in request.instance_ids],
+        until_visible(
+            lambda: self._aws.elbv2(request.key.scope.region, creates=True).register_targets(
+                TargetGroupArn=request.target_group_arn,
+                Targets=[{"Id": i, "Port": request.port} for i in request.instance_ids],
+            ),
+            f"target group {request.target_group_arn}",
         )
         return Resource(
             kind=Kind.TARGET_REGISTRATION,
@@ -244,26 +259,28 @@ class LoadBalancingActivities:
     @aws_errors
     def deregister_targets(self, request: DeleteInput) -> Deleted:
         key = request.key
-        group = self._find_target_group(key)
-        if group is None:
-            return Deleted(kind=Kind.TARGET_REGISTRATION, name=key.name)
         elbv2 = self._aws.elbv2(key.scope.region)
-        arn = group["TargetGroupArn"]
-        health = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
-        targets = [d["Target"] for d in health]
-        if targets:
-            ignore_not_found(lambda: elbv2.deregister_targets(TargetGroupArn=arn, Targets=targets))
-        ids = ",".join(t["Id"] for t in targets) or None
-        return Deleted(kind=Kind.TARGET_REGISTRATION, name=key.name, id=ids)
+        groups = found_once_settled(request, lambda: _arns(self._find_target_group(key), TARGET_GROUPS))
+        targets = []
+        for arn in groups:
+            health = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+            found = [d["Target"] for d in health]
+            if found:
+                ignore_not_found(lambda a=arn, t=found: elbv2.deregister_targets(TargetGroupArn=a, Targets=t))
+            targets += found
+        return Deleted.of(Kind.TARGET_REGISTRATION, key.name, [t["Id"] for t in targets])
 
     @activity.defn
     @aws_errors
     def wait_targets_healthy(self, request: TargetsHealthyInput) -> None:
-        wait_for(
-            self._aws.elbv2(request.key.scope.region),
-            "target_in_service",
-            request.waiting,
-            "every target to pass its health check",
-            TargetGroupArn=request.target_group_arn,
-            Targets=[{"Id": i, "Port": request.port} for i in request.instance_ids],
-        )
+        elbv2 = self._aws.elbv2(request.key.scope.region)
+        targets = [{"Id": i, "Port": request.port} for i in request.instance_ids]
+        with naming_unhealthy_targets(elbv2, request.target_group_arn, targets):
+            wait_for(
+                elbv2,
+                "target_in_service",
+                request.waiting,
+                "every target to pass its health check",
+                TargetGroupArn=request.target_group_arn,
+                Targets=targets,
+            )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.errors import aws_errors, ignore_not_found
-from activities.tags import client_token, earlier, first_tagged, key_filters, tag_specifications
+from activities.consistency import delete_by_id, ids_to_delete, settles_at, until_visible
+from activities.errors import aws_errors, ignore_not_found, is_not_found
+from activities.tags import all_tagged, client_token, earlier, first_tagged, key_filters, tag_specifications
 from activities.waits import wait_for
 from models.resources import (
     Deleted,
@@ -55,11 +57,18 @@ class NetworkActivities:
     @aws_errors
     def delete_subnet(self, request: DeleteInput) -> Deleted:
         key = request.key
-        subnet = self._find_subnet(key)
-        if subnet is None:
-            return Deleted(kind=Kind.SUBNET, name=key.name)
-        ignore_not_found(lambda: self._aws.ec2(key.scope.region).delete_subnet(SubnetId=subnet["SubnetId"]))
-        return Deleted(kind=Kind.SUBNET, name=key.name, id=subnet["SubnetId"])
+        ec2 = self._aws.ec2(key.scope.region)
+
+        def tagged() -> list[str]:
+            return [
+                s["SubnetId"]
+                for s in all_tagged(ec2.describe_subnets(Filters=key_filters(key))["Subnets"], key)
+            ]
+
+        ids = ids_to_delete(request, tagged)
+        for subnet_id in ids:
+            delete_by_id(request, lambda i=subnet_id: ec2.delete_subnet(SubnetId=i), f"subnet {subnet_id}")
+        return Deleted.of(Kind.SUBNET, key.name, ids)
 
     # Elastic IPs
 
@@ -79,33 +88,46 @@ class NetworkActivities:
     @aws_errors
     def release_elastic_ip(self, request: DeleteInput) -> Deleted:
         key = request.key
-        address = self._find_address(key)
-        if address is None:
-            return Deleted(kind=Kind.ELASTIC_IP, name=key.name)
-        allocation_id = address["AllocationId"]
-        ignore_not_found(lambda: self._aws.ec2(key.scope.region).release_address(AllocationId=allocation_id))
-        return Deleted(kind=Kind.ELASTIC_IP, name=key.name, id=allocation_id)
+        ec2 = self._aws.ec2(key.scope.region)
+
+        def tagged() -> list[str]:
+            addresses = ec2.describe_addresses(Filters=key_filters(key))["Addresses"]
+            return [a["AllocationId"] for a in all_tagged(addresses, key)]
+
+        ids = ids_to_delete(request, tagged)
+        for allocation_id in ids:
+            delete_by_id(
+                request,
+                lambda i=allocation_id: ec2.release_address(AllocationId=i),
+                f"address {allocation_id}",
+            )
+        return Deleted.of(Kind.ELASTIC_IP, key.name, ids)
 
     # NAT gateways
 
-    def _find_nat_gateway(self, key: ResourceKey, states: list[str]) -> dict[str, Any] | None:
+    def _nat_gateways(self, key: ResourceKey, states: list[str]) -> list[dict[str, Any]]:
         filters = [*key_filters(key), {"Name": "state", "Values": states}]
-        gateways = self._aws.ec2(key.scope.region).describe_nat_gateways(Filters=filters)
-        return first_tagged(gateways["NatGateways"], key)
+        return all_tagged(
+            self._aws.ec2(key.scope.region).describe_nat_gateways(Filters=filters)["NatGateways"], key
+        )
+
+    def _find_nat_gateway(self, key: ResourceKey, states: list[str]) -> dict[str, Any] | None:
+        return next(iter(self._nat_gateways(key, states)), None)
 
     @activity.defn
     @aws_errors
     def create_nat_gateway(self, request: NatGatewayInput) -> Resource:
         key = request.key
         region = key.scope.region
-        gateway = (
-            earlier(key, lambda: self._find_nat_gateway(key, LIVE_NAT_STATES))
-            or self._aws.ec2(region, creates=True).create_nat_gateway(
+        gateway = earlier(key, lambda: self._find_nat_gateway(key, LIVE_NAT_STATES)) or until_visible(
+            # The address may be seconds old; the token makes the call safe to repeat.
+            lambda: self._aws.ec2(region, creates=True).create_nat_gateway(
                 SubnetId=request.subnet_id,
                 AllocationId=request.allocation_id,
                 ClientToken=client_token(key, activity.info().workflow_run_id),
                 TagSpecifications=tag_specifications(key, "natgateway"),
-            )["NatGateway"]
+            )["NatGateway"],
+            f"address {request.allocation_id}",
         )
         gateway_id = gateway["NatGatewayId"]
         wait_for(
@@ -122,22 +144,37 @@ class NetworkActivities:
     def delete_nat_gateway(self, request: DeleteInput) -> Deleted:
         """Wait for `deleted`: until then the Elastic IP stays attached and cannot be released."""
         key = request.key
-        ec2 = self._aws.ec2(key.scope.region)
-        gateway = self._find_nat_gateway(key, [*LIVE_NAT_STATES, "deleting", "failed"])
-        if gateway is None:
-            return Deleted(kind=Kind.NAT_GATEWAY, name=key.name)
-        gateway_id = gateway["NatGatewayId"]
-        if gateway["State"] != "deleting":
+        states = [*LIVE_NAT_STATES, "deleting", "failed"]
+
+        def tagged() -> list[str]:
+            return [g["NatGatewayId"] for g in self._nat_gateways(key, states)]
+
+        ids = ids_to_delete(request, tagged)
+        for gateway_id in ids:
+            self._delete_nat_gateway(request, gateway_id)
+        return Deleted.of(Kind.NAT_GATEWAY, key.name, ids)
+
+    def _delete_nat_gateway(self, request: DeleteInput, gateway_id: str) -> None:
+        ec2 = self._aws.ec2(request.key.scope.region)
+        what = f"NAT gateway {gateway_id}"
+        try:
             # Described first: moto answers HTTP 500 for unknown ids instead of NotFound.
+            gateways = until_visible(
+                lambda: ec2.describe_nat_gateways(NatGatewayIds=[gateway_id])["NatGateways"],
+                what,
+                until=settles_at(request),
+            )
+        except ClientError as err:
+            if is_not_found(err):
+                return
+            raise
+        if not gateways or gateways[0]["State"] == "deleted":
+            return
+        if gateways[0]["State"] != "deleting":
             ignore_not_found(lambda: ec2.delete_nat_gateway(NatGatewayId=gateway_id))
         wait_for(
-            ec2,
-            "nat_gateway_deleted",
-            request.waiting,
-            f"NAT gateway {gateway_id} to be deleted",
-            NatGatewayIds=[gateway_id],
+            ec2, "nat_gateway_deleted", request.waiting, f"{what} to be deleted", NatGatewayIds=[gateway_id]
         )
-        return Deleted(kind=Kind.NAT_GATEWAY, name=key.name, id=gateway_id)
 
     # Route tables
 
@@ -164,22 +201,33 @@ class NetworkActivities:
             (r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == DEFAULT_ROUTE),
             None,
         )
+        # The table (and a subnet) may be seconds old: each call names them, so each waits for AWS
+        # to know them.
         if default is None:
-            create.create_route(
-                RouteTableId=table_id,
-                DestinationCidrBlock=DEFAULT_ROUTE,
-                NatGatewayId=request.nat_gateway_id,
+            until_visible(
+                lambda: create.create_route(
+                    RouteTableId=table_id,
+                    DestinationCidrBlock=DEFAULT_ROUTE,
+                    NatGatewayId=request.nat_gateway_id,
+                ),
+                f"route table {table_id}",
             )
         elif default.get("NatGatewayId") != request.nat_gateway_id:
-            create.replace_route(
-                RouteTableId=table_id,
-                DestinationCidrBlock=DEFAULT_ROUTE,
-                NatGatewayId=request.nat_gateway_id,
+            until_visible(
+                lambda: create.replace_route(
+                    RouteTableId=table_id,
+                    DestinationCidrBlock=DEFAULT_ROUTE,
+                    NatGatewayId=request.nat_gateway_id,
+                ),
+                f"route table {table_id}",
             )
         associated = {a.get("SubnetId") for a in table.get("Associations", [])}
         for subnet_id in request.subnet_ids:
             if subnet_id not in associated:
-                create.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+                until_visible(
+                    lambda s=subnet_id: create.associate_route_table(RouteTableId=table_id, SubnetId=s),
+                    f"route table {table_id} and subnet {subnet_id}",
+                )
         return Resource(kind=Kind.ROUTE_TABLE, name=key.name, id=table_id)
 
     @activity.defn
@@ -187,15 +235,36 @@ class NetworkActivities:
     def delete_route_table(self, request: DeleteInput) -> Deleted:
         key = request.key
         ec2 = self._aws.ec2(key.scope.region)
-        table = self._find_route_table(key)
-        if table is None:
-            return Deleted(kind=Kind.ROUTE_TABLE, name=key.name)
-        for association in table.get("Associations", []):
-            if not association.get("Main"):
-                ignore_not_found(
-                    lambda a=association: ec2.disassociate_route_table(
-                        AssociationId=a["RouteTableAssociationId"]
+
+        def tagged() -> list[str]:
+            tables = ec2.describe_route_tables(Filters=key_filters(key))["RouteTables"]
+            return [t["RouteTableId"] for t in all_tagged(tables, key)]
+
+        ids = ids_to_delete(request, tagged)
+        for table_id in ids:
+            self._delete_route_table(request, table_id)
+        return Deleted.of(Kind.ROUTE_TABLE, key.name, ids)
+
+    def _delete_route_table(self, request: DeleteInput, table_id: str) -> None:
+        """Its subnet associations first: AWS refuses to delete an associated table."""
+        ec2 = self._aws.ec2(request.key.scope.region)
+        what = f"route table {table_id}"
+        try:
+            tables = until_visible(
+                lambda: ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"],
+                what,
+                until=settles_at(request),
+            )
+        except ClientError as err:
+            if is_not_found(err):
+                return
+            raise
+        for table in tables:
+            for association in table.get("Associations", []):
+                if not association.get("Main"):
+                    ignore_not_found(
+                        lambda a=association: ec2.disassociate_route_table(
+                            AssociationId=a["RouteTableAssociationId"]
+                        )
                     )
-                )
-        ignore_not_found(lambda: ec2.delete_route_table(RouteTableId=table["RouteTableId"]))
-        return Deleted(kind=Kind.ROUTE_TABLE, name=key.name, id=table["RouteTableId"])
+        delete_by_id(request, lambda: ec2.delete_route_table(RouteTableId=table_id), what)

@@ -8,8 +8,9 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.errors import aws_errors, client_error_code, ignore_not_found
-from activities.tags import earlier, first_tagged, key_filters, tag_specifications
+from activities.consistency import delete_by_id, ids_to_delete, until_visible
+from activities.errors import aws_errors, client_error_code
+from activities.tags import all_tagged, earlier, first_tagged, key_filters, tag_specifications
 from models.naming import display_name
 from models.resources import (
     Deleted,
@@ -49,7 +50,10 @@ class SecurityGroupActivities:
             permissions = group.get("IpPermissions", [])
         for rule in request.ingress:
             if not _has_rule(permissions, rule):
-                _authorize(create, group_id, rule, key)
+                # The group, and a rule's source group, may be seconds old.
+                until_visible(
+                    lambda r=rule: _authorize(create, group_id, r, key), f"security group {group_id}"
+                )
         return Resource(kind=Kind.SECURITY_GROUP, name=key.name, id=group_id)
 
     @activity.defn
@@ -57,12 +61,18 @@ class SecurityGroupActivities:
     def delete_security_group(self, request: DeleteInput) -> Deleted:
         """Refused (retryably) while an instance, a load balancer or another group's rule uses it."""
         key = request.key
-        group = self._find(key)
-        if group is None:
-            return Deleted(kind=Kind.SECURITY_GROUP, name=key.name)
         ec2 = self._aws.ec2(key.scope.region)
-        ignore_not_found(lambda: ec2.delete_security_group(GroupId=group["GroupId"]))
-        return Deleted(kind=Kind.SECURITY_GROUP, name=key.name, id=group["GroupId"])
+
+        def tagged() -> list[str]:
+            groups = ec2.describe_security_groups(Filters=key_filters(key))["SecurityGroups"]
+            return [g["GroupId"] for g in all_tagged(groups, key)]
+
+        ids = ids_to_delete(request, tagged)
+        for group_id in ids:
+            delete_by_id(
+                request, lambda g=group_id: ec2.delete_security_group(GroupId=g), f"group {group_id}"
+            )
+        return Deleted.of(Kind.SECURITY_GROUP, key.name, ids)
 
 
 def _permission(rule: IngressRule) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 from botocore import xform_name
 from botocore.exceptions import ClientError
 
+from activities.acceptors import matching_acceptor, waiter_config
 from models.resources import Waiting, WaitShape
 
 
@@ -194,7 +195,7 @@ class SharedPolls:
         """One verdict per id; an error on a call for the poller's own id alone is raised, as the
         single-id wait raises it (no second call that could succeed where the first failed)."""
         batchable = BATCHABLE[waiter_name]
-        config = client.get_waiter(waiter_name).config
+        config = waiter_config(client, waiter_name)
         describe = getattr(client, batchable.operation or xform_name(config.operation))
         verdicts: dict[str, Verdict] = {}
         for start in range(0, len(ids), batchable.limit):
@@ -220,8 +221,9 @@ class SharedPolls:
 
 
 def _judge(response: dict[str, Any], acceptors: list[Any], poll: int) -> Verdict:
-    """botocore's acceptors on one resource's answer (or error), first match wins, as in its waiter."""
-    state = next((a.state for a in acceptors if a.matcher_func(response)), None)
+    """botocore's acceptors on one resource's answer (or error), as the single-id wait judges it."""
+    acceptor = matching_acceptor(response, acceptors)
+    state = acceptor.state if acceptor is not None else None
     if state == "success":
         return Verdict(poll=poll, done=True)
     if state == "retry":

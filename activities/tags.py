@@ -58,21 +58,24 @@ def client_token(key: ResourceKey, run_id: str) -> str:
     return f"{run_id}:{key.name}"[:64]
 
 
-def first_tagged(items: list[dict[str, Any]], key: ResourceKey) -> dict[str, Any] | None:
-    """The first item that really carries the key's tags.
+def all_tagged(items: list[dict[str, Any]], key: ResourceKey) -> list[dict[str, Any]]:
+    """Every item that really carries the key's tags: a twin (a lost reply, then a lookup that missed
+    the first resource) shows up here beside the first.
 
     The server-side tag filter narrows the answer, but the tags are checked again here: moto ignores
     tag filters on some calls (DescribeNatGateways), and a lookup that returned another deployment's
     resource would make us adopt or delete it.
     """
-    return next(
-        (
-            item
-            for item in items
-            if owned_by(item.get("Tags"), key.scope) and tag_value(item.get("Tags"), RESOURCE_TAG) == key.name
-        ),
-        None,
-    )
+    return [
+        item
+        for item in items
+        if owned_by(item.get("Tags"), key.scope) and tag_value(item.get("Tags"), RESOURCE_TAG) == key.name
+    ]
+
+
+def first_tagged(items: list[dict[str, Any]], key: ResourceKey) -> dict[str, Any] | None:
+    """The first item that really carries the key's tags (see `all_tagged`)."""
+    return next(iter(all_tagged(items, key)), None)
 
 
 def all_owned(items: list[dict[str, Any]], scope: Scope) -> list[dict[str, Any]]:

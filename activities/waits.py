@@ -17,10 +17,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError, WaiterError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.acceptors import waiter_reached
 from activities.shared_polls import SHARED
 from models.resources import Waiting, WaitShape
 
@@ -101,21 +101,6 @@ def check_once(check: Callable[[], bool], waiting: Waiting, what: str, *, retrya
         raise timed_out(waiting, what, retryable=retryable_timeout)
     # BENIGN: an expected failure, logged at DEBUG (a warning with a traceback per poll costs CPU).
     raise ApplicationError(f"not yet: {what}", type="NotReady", category=ApplicationErrorCategory.BENIGN)
-
-
-def waiter_reached(client: Any, waiter_name: str, what: str, params: dict[str, Any]) -> bool:
-    """One attempt of a botocore waiter: True when its acceptors say done, False when not yet."""
-    waiter = client.get_waiter(waiter_name)
-    try:
-        waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
-    except WaiterError as err:
-        if "Error" in (err.last_response or {}):
-            # An AWS error, not a state: classified like any other call's (aws_errors).
-            raise ClientError(err.last_response, waiter.config.operation) from err
-        if "Max attempts exceeded" in str(err):
-            return False
-        raise ApplicationError(f"{what} failed: {err}", type="WaiterFailure", non_retryable=True) from err
-    return True
 
 
 def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **params: Any) -> None:

@@ -113,6 +113,7 @@ def scaled_spec(
         "poll_interval_seconds": poll_seconds or scaled(defaults.poll_interval_seconds),
         "retry_initial_interval_seconds": scaled(defaults.retry_initial_interval_seconds),
         "retry_maximum_interval_seconds": scaled(defaults.retry_maximum_interval_seconds),
+        "consistency_window_seconds": scaled(defaults.consistency_window_seconds),
         "heartbeat_timeout_seconds": 5,
         "call_timeout_seconds": 30,
         "nat_gateway_timeout_seconds": 120,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -214,10 +215,21 @@ class TargetsHealthyInput(Frozen):
 
 
 class DeleteInput(Frozen):
-    """Delete one resource found by its logical name, and wait until AWS has let it go."""
+    """Delete every resource under one logical name, and wait until AWS has let each go."""
 
     key: ResourceKey
     waiting: Waiting
+    ids: list[str] = Field(
+        default_factory=list,
+        description="Ids the caller knows (a create's result, an inventory): deleted by id, even "
+        "while a tag lookup cannot see them yet. Resources found by tag are deleted too.",
+    )
+    settled_after: datetime | None = Field(
+        None,
+        description="Until then the resource may be too new for AWS to show it everywhere (eventual "
+        "consistency): a lookup that finds nothing, or a NotFound, proves nothing and is asked again. "
+        "None: trusted at once.",
+    )
 
 
 class Deleted(Frozen):
@@ -226,6 +238,11 @@ class Deleted(Frozen):
     kind: Kind
     name: str
     id: str | None = None
+    """Comma-separated when there were several (a twin)."""
+
+    @classmethod
+    def of(cls, kind: Kind, name: str, ids: list[str]) -> Deleted:
+        return cls(kind=kind, name=name, id=",".join(ids) or None)
 
 
 class Inventory(Frozen):
@@ -258,6 +275,11 @@ class DeploymentOutputs(Frozen):
 
 
 class TeardownInput(Frozen):
+    scope: Scope
+    timing: TimingSpec = Field(default_factory=TimingSpec)
+
+
+class RemainingInput(Frozen):
     scope: Scope
     timing: TimingSpec = Field(default_factory=TimingSpec)
 

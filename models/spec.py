@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from models.naming import MAX_DEPLOYMENT_ID_LENGTH
 
@@ -32,6 +32,23 @@ MAX_SECONDS = 365 * 24 * 3600.0
 """Timing settings become Temporal timeouts (Python timedeltas): infinity, NaN or 1e300 would stall the
 run on a workflow task that cannot encode or compute them, so they are refused with the spec."""
 PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+CALL_SHARE_OF_START_TO_CLOSE = 0.5
+CALL_SHARE_OF_HEARTBEAT = 0.25
+"""One AWS call (its connect and read timeouts times botocore's attempts, plus botocore's backoff
+between them) may take this share of its activity attempt's start-to-close and heartbeat timeouts, so
+no call outlives its attempt: a call still running when Temporal starts the next attempt would race it
+(two attempts of one create: twins). A step that waits makes up to three calls before its first
+heartbeat (look up, create, first poll), hence a quarter; activities/aws_clients.py derives each
+client's timeouts from these shares."""
+MIN_CALL_SECONDS = 0.5
+"""Less time than this for one call is too little even for a local stand-in (real AWS wants seconds)."""
+
+
+def call_budget_seconds(start_to_close: float | None, heartbeat: float | None) -> float | None:
+    """How long one AWS call may take in an activity attempt with these timeouts; None: no bound."""
+    shares = [start_to_close * CALL_SHARE_OF_START_TO_CLOSE] if start_to_close else []
+    shares += [heartbeat * CALL_SHARE_OF_HEARTBEAT] if heartbeat else []
+    return min(shares, default=None)
 
 
 class Strict(BaseModel):
@@ -127,11 +144,23 @@ class TimingSpec(Strict):
     delete_timeout_seconds: PositiveSeconds = Field(
         900.0, description="A deletion to finish (NAT `deleted`, instances `terminated`)."
     )
+    consistency_window_seconds: PositiveSeconds = Field(
+        30.0,
+        description="How long AWS may take to show a new resource to every call (EC2 and ELBv2 are "
+        'eventually consistent): a rollback does not take "not found" for a resource this young as '
+        "proof that it is gone, and looks again until then.",
+    )
     call_timeout_seconds: PositiveSeconds = Field(
-        60.0, description="One attempt of a step that waits for nothing; a dead worker's is retried after it."
+        60.0,
+        description="One attempt of a step that waits for nothing; a dead worker's is retried after it. "
+        "One AWS call may take half of it (connect and read timeouts, botocore's retries and their "
+        "backoff are derived from it) and no call starts that could outlast the attempt; at least 1.",
     )
     heartbeat_timeout_seconds: PositiveSeconds = Field(
-        30.0, description="A crashed worker is noticed within this time."
+        30.0,
+        description="A crashed worker is noticed within this time. In a step that waits, one AWS call "
+        "may take a quarter of it (timeouts, retries and backoff included), so no call outlives a "
+        "missed heartbeat; at least 2 (a local stand-in), 20 or more on AWS.",
     )
     pause_timeout_seconds: PositiveSeconds = Field(
         86400.0, description="With `on_failure: pause`, roll back if nobody decides within this time."
@@ -151,6 +180,20 @@ class TimingSpec(Strict):
                 f"poll_interval_seconds ({self.poll_interval_seconds:g}); raise it or leave it unset"
             )
         return self
+
+    @field_validator("call_timeout_seconds", "heartbeat_timeout_seconds")
+    @classmethod
+    def _room_for_a_call(cls, value: float, info: ValidationInfo) -> float:
+        """Each AWS call's timeouts are a share of these; too small a share fits no call at all."""
+        heartbeat = info.field_name == "heartbeat_timeout_seconds"
+        share = CALL_SHARE_OF_HEARTBEAT if heartbeat else CALL_SHARE_OF_START_TO_CLOSE
+        if value * share < MIN_CALL_SECONDS:
+            raise ValueError(
+                f"{info.field_name} ({value:g}) leaves {value * share:g} s for an AWS call ({share:.0%} "
+                f"of it), less than one call needs ({MIN_CALL_SECONDS:g} s); set at least "
+                f"{MIN_CALL_SECONDS / share:g}"
+            )
+        return value
 
 
 class DeploymentSpec(Strict):

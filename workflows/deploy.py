@@ -482,7 +482,7 @@ class DeployWorkflow:
             tracker.compensating(compensation.step)
             await workflow.execute_activity_method(
                 compensation.activity,
-                compensation.request,
+                self._known(compensation),
                 summary=compensation.summary,
                 **activity_options(self._spec.timing, compensation.request.waiting, compensation=True),
             )
@@ -491,6 +491,21 @@ class DeployWorkflow:
         for compensation, why in await self._saga.unwind(compensate):
             tracker.left_behind(compensation.step, why)
         tracker.phase(Phase.CANCELLED if cancelled else Phase.FAILED)
+
+    def _known(self, compensation: Compensation) -> DeleteInput:
+        """The compensation's request with what the run knows: the id its step returned (deleted by
+        id, even while a tag lookup cannot see it yet), and until when AWS may not show the resource
+        everywhere (its step's end plus the consistency window): until then, "not found" is no proof
+        that it is gone."""
+        step = self._tracker.step(compensation.step)
+        ended = step.finished_at or workflow.now()
+        window = timedelta(seconds=self._spec.timing.consistency_window_seconds)
+        return compensation.request.model_copy(
+            update={
+                "ids": step.resource_id.split(",") if step.resource_id else [],
+                "settled_after": ended + window,
+            }
+        )
 
     def _failure(self, err: BaseException) -> ApplicationError:
         progress = self._tracker.progress

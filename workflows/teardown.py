@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         DeleteInput,
         Inventory,
         Kind,
+        RemainingInput,
         Resource,
         ResourceKey,
         Scope,
@@ -42,6 +43,10 @@ DELETE_ORDER = [
     Kind.ELASTIC_IP,
     Kind.SUBNET,
 ]
+
+
+CONFIRMS_NOTHING_LEFT = "teardown-confirms-nothing-left"
+"""Patch id: teardowns recorded before it ended after their deletes, without looking again."""
 
 
 def workflow_id(deployment_id: str) -> str:
@@ -83,6 +88,14 @@ class TeardownWorkflow:
                         failures.append(f"{resource.kind} {resource.id}: {root_message(result)}")
                     else:
                         deleted.append(result)
+        if not failures and workflow.patched(CONFIRMS_NOTHING_LEFT):
+            remaining: Inventory = await workflow.execute_activity_method(
+                InventoryActivities.remaining_resources,
+                RemainingInput(scope=request.scope, timing=timing),
+                summary=f"Check that nothing tagged with {request.scope.deployment_id} is left",
+                **activity_options(timing, waiting(timing, timing.consistency_window_seconds)),
+            )
+            failures += [f"{r.kind} {r.id}: still there after its delete" for r in remaining.resources]
         if failures:
             raise ApplicationError(
                 "teardown could not delete: " + "; ".join(failures),
@@ -95,7 +108,7 @@ class TeardownWorkflow:
         wait = waiting(timing, timing.delete_timeout_seconds)
         return await workflow.execute_activity_method(
             COMPENSATIONS[resource.kind],
-            DeleteInput(key=ResourceKey(scope=scope, name=resource.name), waiting=wait),
+            DeleteInput(key=ResourceKey(scope=scope, name=resource.name), waiting=wait, ids=[resource.id]),
             summary=f"Delete {resource.kind.value} {resource.id}",
             **activity_options(timing, wait, compensation=True),
         )

@@ -19,6 +19,7 @@ FAST_TIMING = {
     "instance_timeout_seconds": 30,
     "targets_healthy_timeout_seconds": 30,
     "delete_timeout_seconds": 30,
+    "consistency_window_seconds": 0.5,
 }
 
 
