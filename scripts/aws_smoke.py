@@ -29,6 +29,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ from temporalio.client import Client, WorkflowHistory  # noqa: E402
 
 from activities import AwsClients  # noqa: E402
 from cli import render  # noqa: E402
+from cli.commands import describe, running  # noqa: E402
 from cli.connection import connect, task_queue  # noqa: E402
 from cli.errors import UserError, run_cli  # noqa: E402
 from cli.spec_file import load_spec  # noqa: E402
@@ -71,6 +73,8 @@ UP_TIMEOUT = 45 * 60
 DOWN_TIMEOUT = 45 * 60
 EXIT_PASSED, EXIT_FAILED = 0, 1
 TEST_ONLY_FLAG = "--allow-endpoint-override"
+USERINFO = re.compile(r"//[^/@]*@")
+"""A user:password in an endpoint URL is not printed."""
 
 
 # Refusals: before anything reaches AWS or Temporal
@@ -85,7 +89,7 @@ def endpoint_overrides(environ: Mapping[str, str]) -> list[str]:
     if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
         return []
     found = [
-        f"{name}={value}"
+        f"{name}={USERINFO.sub('//***@', value)}"
         for name, value in sorted(environ.items())
         if value and (name == "AWS_ENDPOINT_URL" or name.startswith("AWS_ENDPOINT_URL_"))
     ]
@@ -141,12 +145,21 @@ async def worker_listening(client: Client, queue: str) -> bool:
     return bool((await client.workflow_service.describe_task_queue(request)).pollers)
 
 
-async def require_worker() -> None:
-    if not await worker_listening(await connect(), task_queue()):
+async def require_temporal(deployment_id: str) -> None:
+    """A worker to do the work, and no run of this id in flight (`up` would attach to it, and the
+    smoke run would then tear down a deployment it did not start)."""
+    client = await connect()
+    if not await worker_listening(client, task_queue()):
         raise Refused(
             f"no worker polls task queue '{task_queue()}': start `python worker.py` with the same "
             "TEMPORAL_* settings and the AWS credentials of the account to test, then run aws-smoke "
             "again. Nothing was created."
+        )
+    description = await describe(client.get_workflow_handle(deploy_workflow_id(deployment_id)))
+    if running(description):
+        raise Refused(
+            f"deployment {deployment_id} is running; aws-smoke deletes what it deploys, so give it a "
+            "new id (or leave out --id). Nothing was created or deleted."
         )
 
 
@@ -197,8 +210,8 @@ class Smoke:
         where = ["--id", self.spec.deployment_id, "--region", self.spec.region]
         return (["--spec", self.args.spec] if self.args.spec else []) + where
 
-    def run(self) -> int:
-        self.introduce()
+    def run(self, credentials: str) -> int:
+        self.introduce(credentials)
         self.step("plan", self.plan)
         if self.failed:
             return self.finish()
@@ -215,14 +228,15 @@ class Smoke:
     def failed(self) -> bool:
         return any(result.status == "failed" for result in self.results)
 
-    def introduce(self) -> None:
-        asyncio.run(require_worker())
+    def introduce(self, credentials: str) -> None:
+        asyncio.run(require_temporal(self.spec.deployment_id))
         try:
             account = self.aws.client("sts", self.spec.region).get_caller_identity()["Account"]
         except (ClientError, BotoCoreError) as err:
             raise Refused(f"AWS refused the credentials ({err}); renew them and run again.") from None
         say(
-            f"aws-smoke: deployment {self.spec.deployment_id} in {self.spec.region}, account {account}. "
+            f"aws-smoke: deployment {self.spec.deployment_id} in {self.spec.region}, account {account} "
+            f"(credentials: {credentials}). "
             f"It creates billable resources ({len(self.spec.availability_zones)} private subnets, a NAT "
             f"gateway, an ALB, {self.spec.instances.count} x {self.spec.instances.instance_type}) for a "
             "few minutes and deletes them at the end."
@@ -249,8 +263,12 @@ class Smoke:
             status, detail = "passed", action()
         except SmokeFailure as err:
             status, detail = "failed", str(err)
-        except (Refused, KeyboardInterrupt):
+        except Refused:
             raise
+        except KeyboardInterrupt:
+            if always:
+                raise  # a second Ctrl-C, during teardown: the user insists
+            status, detail = "failed", "interrupted (Ctrl-C)"
         except Exception as err:  # noqa: BLE001 - a finding of this run, reported; teardown still runs
             status, detail = "failed", f"{type(err).__name__}: {err}"
         self.record(Result(name, status, detail, time.monotonic() - started, model))
@@ -414,8 +432,8 @@ def smoke_spec(args: argparse.Namespace) -> DeploymentSpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     refuse_endpoint_override(os.environ, args.allow_endpoint_override)
-    refuse_without_credentials()
-    return Smoke(args, smoke_spec(args)).run()
+    credentials = refuse_without_credentials()
+    return Smoke(args, smoke_spec(args)).run(credentials)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from tests.support.processes import ROOT, Cli, stop
 from tests.support.servers import free_port
 from tests.support.specs import FAST_TIMING
 from tests.support.waiting import eventually
+from workflows.deploy import DeployWorkflow
 
 SCRIPT = str(ROOT / "scripts" / "aws_smoke.py")
 CHECKS = 6
@@ -137,6 +138,24 @@ def test_refuses_a_deployment_id_that_already_has_resources(cli: Cli, worker: No
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"deployment {name} already has resources" in done.stderr and "Traceback" not in done.stderr
     assert inventory() == before
+
+
+async def test_refuses_a_deployment_id_whose_run_is_in_flight(
+    cli: Cli, worker: None, temporal_env: WorkflowEnvironment
+):
+    """`up` would attach to that run, and the smoke run would then tear down what it did not start."""
+    name = deployment_id()
+    handle = await temporal_env.client.start_workflow(
+        DeployWorkflow.run,
+        DeploymentSpec(deployment_id=name),
+        id=f"deploy-{name}",
+        task_queue=f"nobody-{uuid.uuid4()}",  # stays running: no worker takes it
+    )
+    try:
+        done = await asyncio.to_thread(smoke, cli, TEST_ONLY, "--id", name)
+        one_paragraph(done, f"deployment {name} is running")
+    finally:
+        await handle.terminate()
 
 
 # Runs that deploy
@@ -272,3 +291,9 @@ def test_app_step_reports_the_answer_and_its_hosts(local_app: str):
 def test_app_step_gives_up_at_its_deadline():
     with pytest.raises(SmokeFailure, match="did not answer with HTTP 200 within 1 s"):
         wait_for_app(f"http://127.0.0.1:{free_port()}/", 1, hosts_expected=2)
+
+
+def test_endpoint_overrides_are_named_without_their_userinfo():
+    environ = {"AWS_ENDPOINT_URL_S3": "http://user:secret@127.0.0.1:1", "AWS_REGION": REGION}
+    assert aws_smoke.endpoint_overrides(environ) == ["AWS_ENDPOINT_URL_S3=http://***@127.0.0.1:1"]
+    assert aws_smoke.endpoint_overrides({**environ, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}) == []
