@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import boto3
@@ -64,7 +64,7 @@ def cli(temporal_env: WorkflowEnvironment, aws_environment: None) -> Cli:
 
 
 @pytest.fixture(scope="module")
-async def worker(cli: Cli, temporal_env: WorkflowEnvironment) -> Iterator[None]:
+async def worker(cli: Cli, temporal_env: WorkflowEnvironment) -> AsyncIterator[None]:
     """The product's worker.py, polling before the first run (the script refuses to start without)."""
     process = cli.worker("worker")
     queue = cli.env["TEMPORAL_TASK_QUEUE"]
