@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import AwsClients, all_activities
@@ -42,9 +42,11 @@ def build_worker(
     extra_workflows: Sequence[type] = (),
     *,
     sandboxed: bool = False,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     """The worker as tests, benchmarks and `main` build it; `aws` lets them hook the boto3 session,
-    `extra_workflows` adds the ones only benchmarks run (the sequential baseline).
+    `extra_workflows` adds the ones only benchmarks run (the sequential baseline), `interceptors`
+    lets a benchmark change how activities are scheduled (bench/_retry_shape.py).
 
     The product's workflows run without the SDK's sandbox: it re-imports the workflow modules for
     every run and re-enters itself for every payload it converts, a large share of the worker's CPU
@@ -57,6 +59,7 @@ def build_worker(
         client,
         task_queue=queue,
         workflows=[*WORKFLOWS, *extra_workflows],
+        interceptors=interceptors,
         activities=all_activities(aws or AwsClients()),
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity"),
         max_concurrent_activities=threads,

@@ -26,7 +26,7 @@ from botocore import xform_name
 from botocore.exceptions import ClientError
 
 from activities.acceptors import matching_acceptor, waiter_config
-from models.resources import Waiting, WaitShape
+from models.resources import Waiting
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,10 @@ class SharedPolls:
         """Describe calls made for groups (tests and benchmarks read it)."""
 
     @staticmethod
-    def resource_id(waiter_name: str, waiting: Waiting, params: dict[str, Any]) -> str | None:
+    def resource_id(waiter_name: str, params: dict[str, Any]) -> str | None:
         """The one id this wait is on, when it can share; None sends it to the single-id wait."""
         batchable = BATCHABLE.get(waiter_name)
-        if batchable is None or waiting.shape is not WaitShape.POLL or set(params) != {batchable.param}:
+        if batchable is None or set(params) != {batchable.param}:
             return None
         ids = params[batchable.param]
         return ids[0] if len(ids) == 1 else None

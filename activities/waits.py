@@ -14,15 +14,14 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError
 
 from activities.acceptors import waiter_reached
 from activities.shared_polls import SHARED
-from models.resources import Waiting, WaitShape
+from models.resources import Waiting
 
 
 class Heartbeats:
@@ -75,9 +74,6 @@ def poll_until(
 
     `paced`: `check` itself waits for the next poll (a shared poll), so only a cancellation is
     looked for between checks."""
-    if waiting.shape is WaitShape.RETRY:
-        check_once(check, waiting, what, retryable_timeout=retryable_timeout)
-        return
     started = time.monotonic()
     heartbeat = Heartbeats()
     while not check():
@@ -91,21 +87,9 @@ def poll_until(
             pause(waiting.interval(age), f"waiting for {what}")
 
 
-def check_once(check: Callable[[], bool], waiting: Waiting, what: str, *, retryable_timeout: bool) -> None:
-    """Wait shape (b): one check; not there yet is a retryable failure, and the activity's retry
-    policy (workflows/options.py) is the poll schedule. The timeout counts from the first attempt."""
-    if check():
-        return
-    waited = datetime.now(UTC) - activity.info().scheduled_time
-    if waited.total_seconds() > waiting.timeout_seconds:
-        raise timed_out(waiting, what, retryable=retryable_timeout)
-    # BENIGN: an expected failure, logged at DEBUG (a warning with a traceback per poll costs CPU).
-    raise ApplicationError(f"not yet: {what}", type="NotReady", category=ApplicationErrorCategory.BENIGN)
-
-
 def wait_for(client: Any, waiter_name: str, waiting: Waiting, what: str, **params: Any) -> None:
     """Run a botocore waiter one attempt at a time, heartbeating between attempts."""
-    resource_id = SHARED.resource_id(waiter_name, waiting, params)
+    resource_id = SHARED.resource_id(waiter_name, params)
     if resource_id is None:
         poll_until(lambda: waiter_reached(client, waiter_name, what, params), waiting, what)
         return

@@ -12,7 +12,7 @@ Knobs for experiments, all off by default (then this is worker.py's worker):
 - BENCH_POOL: urllib3 connections per boto3 client (botocore's default is 10);
 - BENCH_CALLS: a file; SIGUSR1 writes the AWS calls made since the last SIGUSR1 there (`Calls`);
 - BENCH_SINGLE_POLLS=1: every wait polls alone (activities/shared_polls.py off), for comparison;
-- BENCH_WAIT_SHAPE: poll or retry (models.resources.WaitShape), for the workflows this worker runs;
+- BENCH_WAIT_SHAPE: poll (the product's) or retry (bench/_retry_shape.py), for every wait it runs;
 - BENCH_SWITCH_INTERVAL: sys.setswitchinterval, seconds (CPython's default is 0.005).
 """
 
@@ -33,15 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import _retry_shape  # noqa: E402
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 import worker  # noqa: E402
-import workflows.options  # noqa: E402
 from activities import AwsClients  # noqa: E402
 from activities.shared_polls import SHARED  # noqa: E402
 from cli.connection import connect, load_settings, task_queue  # noqa: E402
-from models.resources import WaitShape  # noqa: E402
 from simulate.latency import LatencyModel  # noqa: E402
 from simulate.profile import load_profile  # noqa: E402
 
@@ -92,9 +91,10 @@ def raised_quota(parsed: dict[str, Any], **_: Any) -> None:
             attribute["AttributeValues"] = [{"AttributeValue": str(EIP_QUOTA)}]
 
 
-async def run(aws: AwsClients, threads: int, calls: Calls | None) -> None:
+async def run(aws: AwsClients, threads: int, calls: Calls | None, shape: str) -> None:
     client = await connect(load_settings())
-    built = worker.build_worker(client, task_queue(), aws, threads)
+    interceptors = [_retry_shape.install()] if shape == "retry" else []
+    built = worker.build_worker(client, task_queue(), aws, threads, interceptors=interceptors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -102,7 +102,7 @@ async def run(aws: AwsClients, threads: int, calls: Calls | None) -> None:
     if calls is not None:
         loop.add_signal_handler(signal.SIGUSR1, calls.dump)
     logging.getLogger("scaleout.worker").info(
-        "bench worker: %d activity threads, waits %s", threads, workflows.options.WAIT_SHAPE.value
+        "bench worker: %d activity threads, waits %s", threads, _retry_shape.SHAPES[shape]
     )
     async with built:
         await stop.wait()
@@ -120,12 +120,11 @@ def main() -> None:
     threads = int(os.environ.get("BENCH_THREADS", worker.ACTIVITY_THREADS))
     if os.environ.get("BENCH_SINGLE_POLLS") == "1":
         SHARED.resource_id = lambda *_: None  # type: ignore[method-assign]  # no wait shares
-    if "BENCH_WAIT_SHAPE" in os.environ:
-        # Read by workflows.options.waiting() when a workflow builds a wait's options (the module is
-        # passed through the sandbox), so every workflow this worker runs waits this way.
-        workflows.options.WAIT_SHAPE = WaitShape(os.environ["BENCH_WAIT_SHAPE"])
+    shape = os.environ.get("BENCH_WAIT_SHAPE") or "poll"
+    if shape not in _retry_shape.SHAPES:
+        raise SystemExit(f"BENCH_WAIT_SHAPE={shape}: one of {', '.join(_retry_shape.SHAPES)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(aws, threads, calls))
+    asyncio.run(run(aws, threads, calls, shape))
 
 
 if __name__ == "__main__":

@@ -72,16 +72,17 @@ from typing import Any
 
 import boto3
 from _processes import CpuWindow, Stack, memory_mb, stack
+from _retry_shape import SHAPES, wait_options
 from _setup import REGION, scaled_spec
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli.commands import Output, start_deployment
-from models.resources import Waiting, WaitShape
+from models.resources import Waiting
 from models.spec import DeploymentSpec, TimingSpec
 from simulate.profile import LatencyProfile, load_profile
-from workflows.options import WAIT_SHAPE, activity_options
+from workflows.options import activity_options
 
 POLLS = (
     "ec2.DescribeNatGateways",
@@ -94,10 +95,6 @@ POLLS = (
 GIL_BOUND = 0.6
 """Cores above which a Python process (moto, the worker) counts as saturated: its Python code runs on
 one core at a time, and the rest of the second core goes to the other processes."""
-SHAPES = {
-    WaitShape.POLL: "(a) polls inside one activity attempt, heartbeats between polls",
-    WaitShape.RETRY: "(b) one check per attempt, the retry policy is the poll schedule",
-}
 ZONES = ("ap-northeast-2a", "ap-northeast-2c")
 SWEEP = (25, 50, 100, 150, 200)
 GENEROUS = 3600.0
@@ -376,15 +373,14 @@ def report(batch: Batch, single: float, poll: float) -> None:
     print(f"  limit: {limit(batch, single, poll)}")
 
 
-def describe_waits(spec: DeploymentSpec, shape: WaitShape) -> str:
-    options = activity_options(
-        spec.timing,
-        Waiting(
-            poll_interval_seconds=spec.timing.poll_interval_seconds,
-            timeout_seconds=spec.timing.nat_gateway_timeout_seconds,
-            shape=shape,
-        ),
+def describe_waits(spec: DeploymentSpec, shape: str) -> str:
+    wait = Waiting(
+        poll_interval_seconds=spec.timing.poll_interval_seconds,
+        timeout_seconds=spec.timing.nat_gateway_timeout_seconds,
     )
+    options = activity_options(spec.timing, wait)
+    if shape == "retry":
+        options.update(wait_options(spec.timing, wait))
     parts = []
     for name in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
         value = options.get(name)
@@ -430,13 +426,10 @@ async def measure(args: argparse.Namespace) -> None:
     profile = load_profile(scale=args.scale)
     probe = scaled_spec(profile, args.poll, timing=bench_timing(profile, args.poll))
     poll = probe.timing.poll_interval_seconds
-    shape = WaitShape(args.wait_shape) if args.wait_shape else WAIT_SHAPE
+    shape = args.wait_shape
     print(f"code: {code_version()}")
     shared = "; each wait polls alone (--single-polls)" if args.single_polls else ""
-    print(
-        f"scale {profile.scale:g}; poll interval {poll:g} s; "
-        f"wait shape {shape.value} ({SHAPES[shape]}){shared}"
-    )
+    print(f"scale {profile.scale:g}; poll interval {poll:g} s; wait shape {shape} ({SHAPES[shape]}){shared}")
     print(f"  a wait's options: {describe_waits(probe, shape)}")
     log = Path(tempfile.gettempdir()) / f"bench-worker-{os.getpid()}.log"
     if args.profile:
@@ -500,9 +493,9 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=None, help="HTTP connections per boto3 client (10)")
     parser.add_argument(
         "--wait-shape",
-        choices=[shape.value for shape in WaitShape],
-        default=None,
-        help=f"how waits wait (DESIGN.md section 2; default the product's, {WAIT_SHAPE.value})",
+        choices=list(SHAPES),
+        default="poll",
+        help="how waits wait (DESIGN.md section 2): poll, the product's (default), or retry",
     )
     parser.add_argument(
         "--deadline",

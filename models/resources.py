@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.spec import DeploymentSpec, TimingSpec
 
@@ -46,26 +46,26 @@ def looking_again(request: Any) -> Any:
     return request
 
 
-class WaitShape(StrEnum):
-    """How a wait waits (DESIGN.md section 2); workflows/options.py chooses, bench/concurrency.py compares."""
-
-    POLL = "poll"
-    """(a) Poll inside one activity attempt, heartbeating between polls: holds a worker thread."""
-    RETRY = "retry"
-    """(b) One check per attempt; "not ready" is a retryable error and the retry policy is the poll
-    schedule: nothing is held between polls."""
-
-
 POLL_AGE_FRACTION = 0.25
 """A wait polls at most every quarter of its age (never less often than its maximum interval)."""
 
 
 class Waiting(Frozen):
+    """How a wait polls: inside one activity attempt, heartbeating between polls (activities/waits.py)."""
+
     poll_interval_seconds: float
     timeout_seconds: float
-    shape: WaitShape = WaitShape.POLL
     max_poll_interval_seconds: float | None = None
     """None (runs started before waits slowed down): every poll_interval_seconds."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_shape(cls, data: Any) -> Any:
+        """Requests scheduled before carry `shape: "poll"` (waits had a second, benchmark-only shape);
+        an upgraded worker still runs them."""
+        if isinstance(data, dict) and "shape" in data:
+            return {name: value for name, value in data.items() if name != "shape"}
+        return data
 
     def interval(self, age: float) -> float:
         """Seconds to the next poll of a wait `age` seconds old: short waits keep the poll interval;

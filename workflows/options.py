@@ -8,12 +8,10 @@ from typing import Any
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-from models.resources import Waiting, WaitShape
+from models.resources import Waiting
 from models.spec import TimingSpec
 
 WAIT_MARGIN = timedelta(minutes=1)
-WAIT_SHAPE = WaitShape.POLL
-"""How waits wait (models.resources.WaitShape); bench/concurrency.py --wait-shape measures both."""
 COMPENSATION_ATTEMPTS_FACTOR = 3
 """Deletes get more attempts: a dependant may still be going away (DependencyViolation)."""
 
@@ -48,16 +46,8 @@ def activity_options(
     # The whole wait, plus one call and a margin: the activity enforces the wait's own timeout itself,
     # for a readable message; this bound only catches an activity that never returns.
     wait_budget = timedelta(seconds=waiting.timeout_seconds) + call_timeout + WAIT_MARGIN
-    if waiting.shape is WaitShape.RETRY:
-        # One check per attempt, attempts every poll interval, counted from the first attempt.
-        poll = timedelta(seconds=waiting.poll_interval_seconds)
-        options["retry_policy"] = RetryPolicy(
-            initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll, maximum_attempts=0
-        )
-        options["schedule_to_close_timeout"] = wait_budget
-    else:
-        options["start_to_close_timeout"] = wait_budget
-        options["heartbeat_timeout"] = timedelta(seconds=timing.heartbeat_timeout_seconds)
+    options["start_to_close_timeout"] = wait_budget
+    options["heartbeat_timeout"] = timedelta(seconds=timing.heartbeat_timeout_seconds)
     return options
 
 
@@ -71,5 +61,4 @@ def waiting(timing: TimingSpec, timeout_seconds: float) -> Waiting:
         poll_interval_seconds=poll,
         max_poll_interval_seconds=timing.max_poll_interval_seconds or poll * MAX_POLL_INTERVAL_FACTOR,
         timeout_seconds=timeout_seconds,
-        shape=WAIT_SHAPE,
     )
