@@ -46,6 +46,7 @@ KEY_STEP = {
 """Workflow steps that no kind names alone."""
 TEARDOWN_ACTIVITIES = {
     "discover_resources": "find resources",
+    "remaining_resources": "confirm nothing left",
     **{
         COMPENSATIONS[kind].__name__: "security groups" if kind is Kind.SECURITY_GROUP else KIND_STEP[kind]
         for kind in DELETE_ORDER

@@ -61,23 +61,24 @@ ARCHITECTURE: dict[str, Step] = {
     ),
 }
 
+INVENTORY_CALLS = (
+    "ec2.DescribeSubnets",
+    "ec2.DescribeAddresses",
+    "ec2.DescribeNatGateways",
+    "ec2.DescribeRouteTables",
+    "ec2.DescribeSecurityGroups",
+    "ec2.DescribeInstances",
+    "elbv2.DescribeTargetGroups",
+    "elbv2.DescribeLoadBalancers",
+    "elbv2.DescribeListeners",
+)
+"""Everything tagged with a deployment, looked up kind by kind (activities/inventory.py)."""
+
 # Teardown deletes kind after kind in the order of workflows/teardown.py's DELETE_ORDER (dependants
-# first), the resources of one kind at once; the app's security group goes before the ALB's.
+# first), the resources of one kind at once; the app's security group goes before the ALB's; then it
+# looks once more for anything still tagged.
 TEARDOWN: dict[str, Step] = {
-    "find resources": Step(
-        (),
-        (
-            "ec2.DescribeSubnets",
-            "ec2.DescribeAddresses",
-            "ec2.DescribeNatGateways",
-            "ec2.DescribeRouteTables",
-            "ec2.DescribeSecurityGroups",
-            "ec2.DescribeInstances",
-            "elbv2.DescribeTargetGroups",
-            "elbv2.DescribeLoadBalancers",
-            "elbv2.DescribeListeners",
-        ),
-    ),
+    "find resources": Step((), INVENTORY_CALLS),
     "listener": Step(("find resources",), ("elbv2.DeleteListener",)),
     "load balancer": Step(
         ("listener",), ("elbv2.DeleteLoadBalancer", "elbv2.DescribeLoadBalancers"), ("load_balancer_deleted",)
@@ -93,6 +94,7 @@ TEARDOWN: dict[str, Step] = {
     ),
     "elastic ip": Step(("nat gateway",), ("ec2.ReleaseAddress",)),
     "private subnets": Step(("elastic ip",), ("ec2.DeleteSubnet",)),
+    "confirm nothing left": Step(("private subnets",), INVENTORY_CALLS),
 }
 
 

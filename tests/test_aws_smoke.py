@@ -190,6 +190,7 @@ def assert_timing_tables(out: str) -> None:
         assert float(real) >= 0 and float(model) > 0
     teardown = out.split("Teardown steps: real against the latency model")[1]
     assert float(row(teardown, "nat gateway")[1]) > 60  # nat_gateway_deleted in the profile
+    assert row(teardown, "confirm nothing left")[0] != "-"  # down's own last look, timed too
 
 
 def row(text: str, step: str) -> list[str]:
