@@ -5,7 +5,13 @@ const http = require('http');
 const os = require('os');
 
 const port = Number.parseInt(process.env.PORT || '3000', 10);
-const host = '0.0.0.0';
+const host = process.env.HOST || '0.0.0.0';
+const MAX_SLOW_MS = 30000;
+// Whoever starts the app may name the instance (the local data plane does): the answer then shows
+// which instance served it, so the load balancing can be seen. Unset, the answer is as before.
+const instance = {};
+if (process.env.INSTANCE_ID) instance.instance_id = process.env.INSTANCE_ID;
+if (process.env.AVAILABILITY_ZONE) instance.availability_zone = process.env.AVAILABILITY_ZONE;
 const startedAt = Date.now();
 
 function send(req, res, status, body, extraHeaders) {
@@ -26,19 +32,25 @@ const server = http.createServer((req, res) => {
     send(req, res, 405, { error: 'method not allowed' }, { Allow: 'GET, HEAD' });
     return;
   }
-  let path;
+  let url;
   try {
-    path = new URL(req.url, 'http://localhost').pathname;
+    url = new URL(req.url, 'http://localhost');
   } catch (err) {
     send(req, res, 400, { error: 'bad request' });
     return;
   }
+  const path = url.pathname;
+  const hello = () => Object.assign({
+    message: 'Awesome API',
+    hostname: os.hostname(),
+    uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
+  }, instance);
   if (path === '/') {
-    send(req, res, 200, {
-      message: 'Awesome API',
-      hostname: os.hostname(),
-      uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
-    });
+    send(req, res, 200, hello());
+  } else if (path === '/slow') {
+    // A request that stays in flight (?ms=, at most MAX_SLOW_MS): shows connection draining.
+    const ms = Math.min(Math.max(Number.parseInt(url.searchParams.get('ms') || '1000', 10) || 0, 0), MAX_SLOW_MS);
+    setTimeout(() => send(req, res, 200, Object.assign(hello(), { slept_ms: ms })), ms);
   } else if (path === '/health') {
     send(req, res, 200, { status: 'ok' });
   } else {
