@@ -96,9 +96,20 @@ def running(description: WorkflowExecutionDescription | None) -> bool:
     return description is not None and description.status == WorkflowExecutionStatus.RUNNING
 
 
-def failure_message(err: WorkflowFailureError) -> str:
-    """The workflow's own one-paragraph account (failed step, AWS's words, what was rolled back)."""
+def failure_message(err: WorkflowFailureError, progress: DeploymentProgress | None = None) -> str:
+    """The workflow's own one-paragraph account (failed step, AWS's words, what was rolled back).
+
+    A cancelled run ends with no message of its own: what its rollback could not delete comes from
+    its progress, and without that nothing is claimed."""
     if isinstance(err.cause, CancelledError):
+        if progress is None:
+            return "cancelled; whether its rollback removed everything is unknown (no worker answered)"
+        if progress.left_behind:
+            return (
+                "cancelled; rollback could not delete: "
+                + "; ".join(progress.left_behind)
+                + f" (run 'starter.py down {progress.deployment_id}' to retry)"
+            )
         return "cancelled; everything the run created was rolled back"
     if isinstance(err.cause, ApplicationError) and err.cause.type in (
         "DeploymentFailed",
@@ -232,9 +243,13 @@ async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, lin
         outputs: DeploymentOutputs = await result
     except WorkflowFailureError as err:
         status = "CANCELLED" if isinstance(err.cause, CancelledError) else "FAILED"
-        message = failure_message(err)
+        final = await query_progress(handle) or progress
+        message = failure_message(err, final)
         output.note(f"[bold red]deployment {deployment_id} {status.lower()}:[/] {message}")
-        output.result({**base, "status": status, "error": message, "alb_dns_name": None})
+        left_behind = final.left_behind if final is not None else None
+        output.result(
+            {**base, "status": status, "error": message, "left_behind": left_behind, "alb_dns_name": None}
+        )
         return EXIT_DEPLOYMENT_FAILED
     output.result(
         {**base, "status": "COMPLETED", **outputs.model_dump(mode="json")},
@@ -360,7 +375,10 @@ async def status(deployment_id: str, as_json: bool) -> int:
         try:
             await handle.result()
         except WorkflowFailureError as err:
-            payload["error"] = failure_message(err)
+            final = await query_progress(handle)
+            payload["error"] = failure_message(err, final)
+            if final is not None:
+                payload["left_behind"] = final.left_behind
     if not as_json:
         output.out.print(
             f"{deployment_id}: {state}" + (f" - {payload['error']}" if "error" in payload else "")
@@ -380,7 +398,11 @@ async def cancel(deployment_id: str, as_json: bool) -> int:
     await handle.cancel()
     output.note(f"cancel requested; {deployment_id} is rolling back")
     code = await follow(handle, output, deployment_id, ui_link(client, handle.id, description.run_id))
-    return EXIT_OK if code == EXIT_DEPLOYMENT_FAILED else code
+    if code != EXIT_DEPLOYMENT_FAILED:
+        return code
+    # Cancelled: a success only when its rollback is known to have removed everything.
+    final = await query_progress(handle)
+    return EXIT_OK if final is not None and not final.left_behind else EXIT_DEPLOYMENT_FAILED
 
 
 async def watch(deployment_id: str, as_json: bool) -> int:

@@ -105,3 +105,34 @@ async def test_up_says_when_no_worker_polls_its_task_queue(client: Client, tmp_p
     assert up.json()["status"] == "RUNNING"
     assert f"no worker polls task queue '{queue}'" in up.stderr and "python worker.py" in up.stderr
     await client.get_workflow_handle(f"deploy-{deployment_id}").terminate("test: no worker on purpose")
+
+
+async def test_cancel_whose_rollback_leaves_something_says_so_and_fails(
+    client: Client, aws: AwsClients, worker, tmp_path
+):
+    """A compensation that fails for good: `cancel` exits non-zero and lists the leftovers by id,
+    and so does `status`; `down` then removes them."""
+    cli = Cli(client.service_client.config.target_host, worker.task_queue)
+    deployment_id = f"ops-{uuid.uuid4().hex[:8]}"
+    InjectedFault("ec2", "RunInstances").install(aws.session)
+    undeletable = InjectedFault("ec2", "DeleteSecurityGroup").install(aws.session)
+    before = inventory()
+    up = await run(cli, "up", "--spec", spec_file(tmp_path, deployment_id), "--on-failure", "pause")
+    assert up.code == EXIT_PAUSED, up.stderr
+    groups = added(before, inventory())["security_groups"]
+
+    cancel = await run(cli, "cancel", deployment_id, "--json")
+
+    assert cancel.code == EXIT_FAILED, cancel.stderr
+    result = cancel.json()
+    assert result["status"] == "CANCELLED" and "rollback could not delete" in result["error"]
+    assert all(group in result["error"] for group in groups)  # by id
+    assert {entry.split(" ")[0] for entry in result["left_behind"]} == {"sg-alb", "sg-app"}
+    assert "Traceback" not in cancel.stderr
+    status = await run(cli, "status", deployment_id, "--json")
+    assert status.json()["status"] == "CANCELED" and len(status.json()["left_behind"]) == 2
+
+    undeletable.occurrences = set()
+    removed = await run(cli, "down", deployment_id, "--json")
+    assert removed.code == EXIT_OK, removed.stderr
+    assert inventory() == before

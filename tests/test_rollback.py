@@ -4,6 +4,7 @@ exactly as it began."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import boto3
 import pytest
@@ -68,14 +69,19 @@ async def summary_of(handle: WorkflowHandle, activity_id: str) -> str:
 
 
 async def inject(
-    client: Client, worker: Worker, faults: OperationFaults, point: Point, nat_mode: str
+    client: Client,
+    worker: Worker,
+    faults: OperationFaults,
+    point: Point,
+    nat_mode: str,
+    timing: dict[str, Any] = FAST_TIMING,
 ) -> list[str]:
     """Fail one call for good; what went wrong, if anything (empty: failed cleanly, rolled back)."""
     service, operation, _ = point
     FACTS.forget()  # as a fresh worker: the preflight's kept facts are asked for again
     before = inventory()
     faults.arm(point)
-    handle = await run(client, worker, fast_spec(nat_mode=nat_mode))
+    handle = await run(client, worker, fast_spec(nat_mode=nat_mode, timing=timing))
     try:
         await handle.result()
     except WorkflowFailureError as failure:

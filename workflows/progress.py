@@ -108,6 +108,9 @@ class ProgressTracker:
             if step.state is not StepState.PENDING:
                 suffix = f" `{step.resource_id}`" if step.resource_id else ""
                 lines.append(f"- {step.state.value}: {step.summary}{suffix}")
+        if progress.left_behind:
+            lines += ["", "**Rollback could not delete** (run `starter.py down` to retry):"]
+            lines += [f"- {entry}" for entry in progress.left_behind]
         workflow.set_current_details("\n".join(lines))
 
 
