@@ -335,7 +335,9 @@ class Smoke:
         return f"deleted {len(payload.get('deleted', []))} resources"
 
     def verify(self) -> str:
-        remaining = wait_for_leftovers(self.aws, self.spec, self.args.verify_grace)
+        grace = self.args.verify_grace
+        grace = self.spec.timing.consistency_window_seconds if grace is None else grace
+        remaining = wait_for_leftovers(self.aws, self.spec, grace)
         where = f"{DEPLOYMENT_TAG}={self.spec.deployment_id} in {self.spec.region}"
         if remaining:
             listed = ", ".join(f"{r.kind.value} {r.id}" for r in remaining)
@@ -414,8 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verify-grace",
         type=float,
-        default=60.0,
-        help="seconds to let EC2's describes catch up before a leftover counts (60)",
+        help="seconds to let EC2's describes catch up before a leftover counts "
+        "(default: the spec's timing.consistency_window_seconds)",
     )
     parser.add_argument(TEST_ONLY_FLAG, action="store_true", help=argparse.SUPPRESS)
     return parser
