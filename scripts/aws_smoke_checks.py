@@ -23,7 +23,7 @@ from models.spec import DeploymentSpec
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 HTTP_ATTEMPT_SECONDS = 10.0
-HTTP_PAUSE_SECONDS = 5.0
+PAUSE_SECONDS = 5.0
 HTTP_EXTRA_REQUESTS = 10
 """After the first answer, more requests to see the ALB spread them over the instances."""
 
@@ -234,7 +234,7 @@ def wait_for_leftovers(aws: AwsClients, spec: DeploymentSpec, grace_seconds: flo
         found = leftovers(aws, spec)
         if not found or time.monotonic() >= deadline:
             return found
-        time.sleep(min(HTTP_PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def wait_for_app(url: str, timeout_seconds: float, hosts_expected: int) -> str:
@@ -248,7 +248,7 @@ def wait_for_app(url: str, timeout_seconds: float, hosts_expected: int) -> str:
             body = fetch(url)
         except (OSError, ValueError) as err:
             last = str(getattr(err, "reason", err))
-            time.sleep(min(HTTP_PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
             continue
         hosts = {body.get("hostname")}
         for _ in range(HTTP_EXTRA_REQUESTS):
