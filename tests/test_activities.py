@@ -47,6 +47,7 @@ from models.resources import (
     TargetGroupInput,
     Waiting,
 )
+from tests.support.attempts import attempt_environment
 from tests.support.faults import InjectedFault
 from tests.support.inventory import counts
 from tests.support.specs import fast_spec
@@ -55,7 +56,7 @@ WAIT = Waiting(poll_interval_seconds=0.01, timeout_seconds=10)
 
 
 def call(fn: Callable[..., Any], arg: Any) -> Any:
-    return ActivityEnvironment().run(fn, arg)
+    return attempt_environment().run(fn, arg)
 
 
 class Account:
@@ -301,12 +302,11 @@ def test_duplicate_on_a_retry_is_retried_but_not_on_the_first_attempt(account: A
     ec2.create_subnet(
         VpcId=account.pre.vpc_id, CidrBlock="172.31.112.0/20", AvailabilityZone="ap-northeast-2a"
     )
-    first = ActivityEnvironment()
+    first = attempt_environment()
     with pytest.raises(ApplicationError) as err:
         first.run(account.network.create_private_subnet, account.subnet())
     assert err.value.type == "InvalidSubnet.Conflict" and err.value.non_retryable
-    retry = ActivityEnvironment()
-    retry.info = dataclasses.replace(retry.info, attempt=2)
+    retry = attempt_environment(attempt=2)
     with pytest.raises(ApplicationError) as err:
         retry.run(account.network.create_private_subnet, account.subnet())
     assert not err.value.non_retryable
@@ -450,8 +450,7 @@ def test_a_create_known_to_be_new_looks_for_an_earlier_one_only_on_a_retry(aws: 
         asked.clear()
         first = call(create, known_new(request))
         assert asked[lookup] == 0, lookup
-        retry = ActivityEnvironment()
-        retry.info = dataclasses.replace(retry.info, attempt=2)
+        retry = attempt_environment(attempt=2)
         assert retry.run(create, known_new(request)) == first  # found, not made twice
         assert asked[lookup] >= 1, lookup
 

@@ -7,6 +7,9 @@ Permanent errors: one call, no retry storm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import boto3
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -14,13 +17,23 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities import AwsClients, LoadBalancingActivities, NetworkActivities
+from activities.aws_clients import call_limits
+from models.spec import TimingSpec, call_budget_seconds
+from tests.support.attempts import attempt_environment
 from tests.support.inventory import added, inventory
-from tests.support.specs import fast_spec
+from tests.support.specs import FAST_TIMING, fast_spec
 from tests.support.wire import WireFault
-from tests.test_activities import Account, call
+from tests.test_activities import Account
 from workflows.deploy import DeployWorkflow
 
-BOTOCORE_READ_ATTEMPTS = 5  # activities/aws_clients.py: total_max_attempts for reads and deletes
+AWS_TIMING = TimingSpec()
+"""The default timeouts: a quick step's call may take 30 s, which holds botocore's retries of a read
+(FAST_TIMING's 10 s start-to-close leaves a call one attempt; activities/aws_clients.py)."""
+BOTOCORE_READ_ATTEMPTS = call_limits(call_budget_seconds(AWS_TIMING.call_timeout_seconds, None)).attempts
+
+
+def call(fn: Callable[..., Any], arg: Any) -> Any:
+    return attempt_environment(AWS_TIMING).run(fn, arg)
 
 
 class Hooked(Account):
@@ -84,7 +97,7 @@ async def test_when_botocore_gives_up_temporal_retries_the_activity(client: Clie
     times = BOTOCORE_READ_ATTEMPTS + 2
     fault = WireFault("ec2", "DescribeVpcs", "RequestLimitExceeded", 503, times=times).install(aws.session)
     before = inventory()
-    spec = fast_spec()
+    spec = fast_spec(timing={**FAST_TIMING, "call_timeout_seconds": AWS_TIMING.call_timeout_seconds})
     handle = await client.start_workflow(
         DeployWorkflow.run, spec, id=f"deploy-{spec.deployment_id}", task_queue=worker.task_queue
     )
@@ -96,7 +109,7 @@ async def test_when_botocore_gives_up_temporal_retries_the_activity(client: Clie
         async for event in handle.fetch_history_events()
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     ]
-    assert started[0] == 2  # preflight: botocore's 5 attempts in the first, the rest in the second
+    assert started[0] == 2  # preflight: botocore's attempts in the first, the rest in the second
     assert all(attempt == 1 for attempt in started[1:])
     created = added(before, inventory())
     assert len(created["instances"]) == 2 and len(created["nat_gateways"]) == 1 and outputs.alb_dns_name
