@@ -27,7 +27,7 @@ from tests.support.eventual_aws import EventualAws
 from tests.support.faults import InjectedFault, OperationFaults, TransientStorm
 from tests.support.inventory import REGION, added, inventory
 from tests.support.specs import FAST_TIMING, fast_spec
-from tests.test_rollback import inject
+from tests.test_rollback import fault_matrix, inject
 from tests.test_storm import STORM_TIMING, assert_exactly_the_tutorial
 from workflows.deploy import DeployWorkflow
 from workflows.teardown import TeardownWorkflow
@@ -165,6 +165,12 @@ async def test_permanent_failure_rolls_back_to_the_account_before(
 
     assert not problems, problems
     assert eventual.refused or eventual.hidden, "the window never bit"
+
+
+@pytest.mark.soak
+async def test_fault_matrix_with_the_window(client, aws: AwsClients, eventual: EventualAws, worker, moto_url):
+    """Every operation failed for good at its first and last call, with the window on."""
+    await fault_matrix(client, aws, worker, moto_url, "single", TIMING)
 
 
 async def test_down_right_after_up_leaves_nothing_tagged(client, aws: AwsClients, eventual, worker):

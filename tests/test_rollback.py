@@ -49,11 +49,16 @@ def injection_points(recorded: Counter[tuple[str, str]]) -> list[Point]:
 
 
 async def record_calls(
-    client: Client, worker: Worker, faults: OperationFaults, moto_url: str, nat_mode: str
+    client: Client,
+    worker: Worker,
+    faults: OperationFaults,
+    moto_url: str,
+    nat_mode: str,
+    timing: dict[str, Any] = FAST_TIMING,
 ) -> Counter[tuple[str, str]]:
     """A fault-free deployment, its calls counted by operation; then a clean account."""
     faults.arm(None)
-    await (await run(client, worker, fast_spec(nat_mode=nat_mode))).result()
+    await (await run(client, worker, fast_spec(nat_mode=nat_mode, timing=timing))).result()
     recorded = Counter(faults.counts)
     reset_moto(moto_url)  # the next deployments reuse the tutorial's subnet ranges
     return recorded
@@ -119,13 +124,20 @@ async def test_permanent_failure_at_every_call_rolls_back_everything(
     The injection points come from a recorded fault-free run, so a call added to the deployment is
     covered without editing this test.
     """
+    await fault_matrix(client, aws, worker, moto_url, nat_mode, FAST_TIMING)
+
+
+async def fault_matrix(
+    client: Client, aws: AwsClients, worker: Worker, moto_url: str, nat_mode: str, timing: dict[str, Any]
+) -> None:
+    """Fail each injection point in turn; assert every run failed cleanly and rolled back."""
     faults = OperationFaults(aws.session)
-    recorded = await record_calls(client, worker, faults, moto_url, nat_mode)
+    recorded = await record_calls(client, worker, faults, moto_url, nat_mode, timing)
     points = injection_points(recorded)
     report: dict[Point, list[str]] = {}
     fired: set[tuple[str, str]] = set()
     for point in points:
-        problems = await inject(client, worker, faults, point, nat_mode)
+        problems = await inject(client, worker, faults, point, nat_mode, timing)
         service, operation, occurrence = point
         made = faults.counts[service, operation]
         if faults.hit is None and made < occurrence:
@@ -133,7 +145,7 @@ async def test_permanent_failure_at_every_call_rolls_back_everything(
             # describes a run makes depends on timing: this run's last call is the last call.
             reset_moto(moto_url)
             point = (service, operation, made)
-            problems = await inject(client, worker, faults, point, nat_mode)
+            problems = await inject(client, worker, faults, point, nat_mode, timing)
         report[point] = problems
         if faults.hit is not None:
             fired.add((faults.hit.service, faults.hit.operation))
