@@ -2,8 +2,9 @@
 
 `up` starts what is not running yet, records each process in `.demo/` and leaves them running so the
 run can be inspected in the UI; `stop` ends exactly those processes. Ports come from TEMPORAL_PORT,
-TEMPORAL_UI_PORT and MOTO_PORT. Nothing here reaches real AWS: the worker and starter get the moto
-endpoint and dummy credentials.
+TEMPORAL_UI_PORT, MOTO_PORT, DATAPLANE_PORT and ALB_PORT. Nothing here reaches real AWS: the worker and
+starter get dummy credentials and the local data plane (dataplane/) as their AWS endpoint, which runs
+the instances' app and the load balancer in front of moto; `up` ends by fetching the local ALB.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+import local_alb
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".demo"
 BIN = Path(sys.executable).parent
 REGION = "ap-northeast-2"
 START_TIMEOUT = 60.0
+DATAPLANE_TIME_SCALE = "0.1"
+"""Health checks every 3 s instead of AWS's 30 s, a 3 s deregistration delay instead of 30 s."""
 
 
 def ports() -> dict[str, int]:
@@ -29,6 +34,8 @@ def ports() -> dict[str, int]:
         "temporal": int(os.environ.get("TEMPORAL_PORT", "7233")),
         "ui": int(os.environ.get("TEMPORAL_UI_PORT", "8233")),
         "moto": int(os.environ.get("MOTO_PORT", "5000")),
+        "dataplane": int(os.environ.get("DATAPLANE_PORT", "5100")),
+        "alb": int(os.environ.get("ALB_PORT", "8080")),
     }
 
 
@@ -38,7 +45,7 @@ def demo_env(p: dict[str, int]) -> dict[str, str]:
         TEMPORAL_ADDRESS=f"127.0.0.1:{p['temporal']}",
         TEMPORAL_NAMESPACE="default",
         TEMPORAL_UI_URL=f"http://localhost:{p['ui']}",
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{p['moto']}",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{p['dataplane']}",
         AWS_ACCESS_KEY_ID="demo",
         AWS_SECRET_ACCESS_KEY="demo",
         AWS_REGION=REGION,
@@ -60,6 +67,13 @@ def commands(p: dict[str, int]) -> dict[str, list[str]]:
             "--log-level", "warn",
         ],
         "moto": [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(p["moto"])],
+        "dataplane": [
+            sys.executable, "-m", "dataplane",
+            "--moto", f"http://127.0.0.1:{p['moto']}",
+            "--port", str(p["dataplane"]),
+            "--time-scale", DATAPLANE_TIME_SCALE,
+            "--listener-ports", f"{p['alb']}-{p['alb'] + 19}",
+        ],
         "worker": [sys.executable, str(ROOT / "worker.py")],
     }  # fmt: skip
 
@@ -75,7 +89,12 @@ def alive(name: str) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return None
-    expected = {"temporal": "temporal", "moto": "moto_server", "worker": "worker.py"}[name]
+    expected = {
+        "temporal": "temporal",
+        "moto": "moto_server",
+        "dataplane": "dataplane",
+        "worker": "worker.py",
+    }[name]
     return pid if expected in cmdline else None
 
 
@@ -92,7 +111,7 @@ def start(name: str, command: list[str], env: dict[str, str], port: int | None) 
     if port is not None and port_open(port):
         sys.exit(
             f"error: port {port} for {name} is taken by another program; stop it or choose another "
-            f"port (TEMPORAL_PORT, TEMPORAL_UI_PORT, MOTO_PORT)"
+            f"port (TEMPORAL_PORT, TEMPORAL_UI_PORT, MOTO_PORT, DATAPLANE_PORT, ALB_PORT)"
         )
     log = (STATE / f"{name}.log").open("ab")
     process = subprocess.Popen(
@@ -142,9 +161,13 @@ def up(starter_args: list[str]) -> int:
     start("temporal", cmds["temporal"], env, p["temporal"])
     register_search_attributes(p)
     start("moto", cmds["moto"], env, p["moto"])
+    start("dataplane", cmds["dataplane"], env, p["dataplane"])
     start("worker", cmds["worker"], env, None)
     print(f"Temporal UI: http://localhost:{p['ui']}\n")
     code = subprocess.call([sys.executable, str(ROOT / "starter.py"), "up", *starter_args], env=env)
+    if code == 0:
+        print("\nThe load balancer, served locally by the data plane (AWS DNS name -> local address):")
+        local_alb.show(f"http://127.0.0.1:{p['dataplane']}")
     print(
         f"\nServices keep running for inspection (UI http://localhost:{p['ui']}); "
         "`make stop` ends them. Try: "
@@ -154,7 +177,7 @@ def up(starter_args: list[str]) -> int:
 
 
 def stop() -> int:
-    for name in ("worker", "moto", "temporal"):
+    for name in ("worker", "dataplane", "moto", "temporal"):
         pid = alive(name)
         if pid is None:
             pid_file(name).unlink(missing_ok=True)

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,18 +19,16 @@ from typing import Any
 
 import boto3
 import pytest
-from temporalio.client import Client, WorkflowFailureError
-from temporalio.worker import Worker
+from temporalio.client import WorkflowFailureError
 
 from activities import AwsClients
 from activities.tags import DEPLOYMENT_TAG
-from models.resources import DeploymentOutputs
-from models.spec import DeploymentSpec
+from activities.user_data import render_user_data
 from tests.support.dataplane import TIME_SCALE, Answer, RunningDataPlane, fetch, running_dataplane
 from tests.support.inventory import added, inventory
 from tests.support.specs import FAST_TIMING, fast_spec
 from tests.support.waiting import eventually
-from workflows.deploy import DeployWorkflow
+from tests.test_deploy_workflow import deploy
 
 REGION = "ap-northeast-2"
 
@@ -52,15 +49,6 @@ def aws(dataplane: RunningDataPlane, monkeypatch: pytest.MonkeyPatch) -> AwsClie
 @pytest.fixture
 def elbv2(dataplane: RunningDataPlane) -> Any:
     return boto3.client("elbv2", region_name=REGION, endpoint_url=dataplane.url)
-
-
-async def deploy(client: Client, worker: Worker, spec: DeploymentSpec) -> DeploymentOutputs:
-    return await client.execute_workflow(
-        DeployWorkflow.run,
-        spec,
-        id=f"deploy-{spec.deployment_id}-{uuid.uuid4()}",
-        task_queue=worker.task_queue,
-    )
 
 
 async def target_states(dataplane: RunningDataPlane, dns_name: str) -> dict[str, dict[str, Any]]:
@@ -224,3 +212,36 @@ async def test_app_failing_its_health_check_fails_the_wait_naming_targets_and_ro
         assert f"{instance_id} unhealthy (Target.ResponseCodeMismatch" in message, message
     assert "health check" in message and "[404]" in message
     assert added(before, await asyncio.to_thread(inventory)) == {}
+
+
+def test_without_node_it_says_so_in_one_line_and_target_health_is_motos(moto_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no node on it
+    log = tmp_path / "dataplane.log"
+    with running_dataplane(moto_url, log) as plane:
+        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=plane.url)
+        elbv2 = boto3.client("elbv2", region_name=REGION, endpoint_url=plane.url)
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+        (instance,) = ec2.run_instances(
+            ImageId="ami-12345678",
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=subnets[0],
+            UserData=render_user_data(3000),
+        )["Instances"]
+        group = elbv2.create_target_group(
+            Name="no-node", Protocol="HTTP", Port=3000, VpcId=instance["VpcId"], TargetType="instance"
+        )["TargetGroups"][0]["TargetGroupArn"]
+        balancer = elbv2.create_load_balancer(Name="no-node", Subnets=subnets)["LoadBalancers"][0]
+        elbv2.create_listener(
+            LoadBalancerArn=balancer["LoadBalancerArn"],
+            Protocol="HTTP",
+            Port=80,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": group}],
+        )
+        elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": instance["InstanceId"], "Port": 3000}])
+
+        (health,) = elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+        assert health["TargetHealth"]["State"] == "healthy"  # moto's word: nothing checks it
+        assert fetch(plane.listener(balancer["DNSName"])["url"]).status == 502  # no app runs
+    lines = [line for line in log.read_text().splitlines() if "node" in line]
+    assert len(lines) == 1 and lines[0].startswith("dataplane: node is not on PATH")
