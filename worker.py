@@ -46,7 +46,7 @@ def build_worker(
 ) -> Worker:
     """The worker as tests, benchmarks and `main` build it; `aws` lets them hook the boto3 session,
     `extra_workflows` adds the ones only benchmarks run (the sequential baseline), `interceptors`
-    lets a benchmark change how activities are scheduled (bench/_retry_shape.py).
+    let a benchmark vary how activities are scheduled.
 
     The product's workflows run without the SDK's sandbox: it re-imports the workflow modules for
     every run and re-enters itself for every payload it converts, a large share of the worker's CPU

@@ -40,7 +40,7 @@ class PreflightFailed(Exception):
 
 class Facts:
     """Answers that do not change from one deployment to the next (zones, offerings, the AMI), kept
-    for a few minutes: a worker starting 50 deployments asks once, not 50 times (bench/concurrency.py).
+    for a few minutes: a worker starting 50 deployments asks once, not 50 times.
     Only answers that found what was asked for are kept, so a fixed problem is seen at once; what
     changes with every deployment (subnets, addresses, names) is always asked afresh."""
 

@@ -1,8 +1,8 @@
 """Waits of one kind share their describe calls: one call per poll interval for all of them.
 
 A worker running many deployments has many waits of one kind at once (50 NAT gateways pending).
-Polling each on its own made most of the worker's AWS calls and about a third of its CPU
-(bench/concurrency.py: 63 of 102 calls a deployment). Here whichever waiting thread finds a poll due
+Polling each on its own made most of the worker's AWS calls and much of its CPU (figures in
+docs/benchmarks.md). Here whichever waiting thread finds a poll due
 describes every id then waited on in one call (chunked to the API's limit); each wait reads its own
 resource's state from that answer, judged by botocore's acceptors for that waiter on the answer cut
 down to that resource, so "done" and "failed" mean exactly what they mean to the single-id wait.
@@ -59,8 +59,8 @@ def _instance(answer: dict[str, Any], instance_id: str) -> dict[str, Any]:
 
 def _instance_state(answer: dict[str, Any], instance_id: str) -> dict[str, Any]:
     """A DescribeInstanceStatus answer as DescribeInstances would give it: the state is all that
-    instance_running's acceptors read, and the status answer is a small part of the size (the
-    instances of 50 deployments: 15 ms of the worker's CPU a call, bench/concurrency.py)."""
+    instance_running's acceptors read, and the status answer is a small part of the size: parsing
+    DescribeInstances for the instances of many deployments costs the worker CPU on every poll."""
     instances = [
         {"InstanceId": status["InstanceId"], "State": status["InstanceState"]}
         for status in answer.get("InstanceStatuses", [])

@@ -87,8 +87,8 @@ def earlier(key: ResourceKey, find: Callable[[], T | None]) -> T | None:
     """What an earlier attempt or run made under this key, looked up unless nothing can have made it.
 
     Most creates are first attempts of new deployments, where the lookup finds nothing: skipping it
-    there saves a describe per resource (bench/concurrency.py). A retry always looks, since the
-    attempt before may have created the resource and lost the reply."""
+    there saves a describe per resource. A retry always looks, since the attempt before may have
+    created the resource and lost the reply."""
     if key.known_new and activity.info().attempt == 1:
         return None
     return find()

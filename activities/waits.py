@@ -29,7 +29,7 @@ class Heartbeats:
 
     The SDK's core sends the server at most one per 0.8 x the timeout anyway (and with it learns of a
     cancellation), so more often than a quarter only costs the worker CPU: each call is a task on the
-    event loop and an encoded payload, for every poll of every wait (bench/concurrency.py)."""
+    event loop and an encoded payload, for every poll of every wait."""
 
     def __init__(self) -> None:
         timeout = activity.info().heartbeat_timeout

@@ -252,26 +252,59 @@ class Inventory(Frozen):
 
 
 class DeploymentOutputs(Frozen):
-    """What a finished deployment hands its user: the address and every resource id."""
+    """What a finished deployment hands its user: the address and every resource id.
 
-    deployment_id: str
-    region: str
-    alb_dns_name: str
-    url: str
-    vpc_id: str
-    ami_id: str
-    private_subnet_ids: dict[str, str]
-    public_subnet_ids: dict[str, str]
-    elastic_ip_allocation_ids: dict[str, str]
-    nat_gateway_ids: dict[str, str]
-    route_table_ids: dict[str, str]
-    alb_security_group_id: str
-    app_security_group_id: str
-    target_group_arn: str
-    load_balancer_arn: str
-    listener_arn: str
-    instance_ids: dict[str, str]
-    resources: list[Resource]
+    A contract, like a Terraform module's outputs (`starter.py outputs`, `up --json`): every field is
+    described (README's outputs reference is generated from these descriptions), and every per-AZ map
+    is keyed by availability zone.
+    """
+
+    deployment_id: str = Field(description="The spec's `deployment_id`; every resource carries it as a tag.")
+    region: str = Field(description="AWS region of every resource.")
+    alb_dns_name: str = Field(description="DNS name of the Application Load Balancer.")
+    url: str = Field(
+        description="Where the app answers: `http://<alb_dns_name>`, with the listener port if not 80."
+    )
+    vpc_id: str = Field(description="VPC of the deployment (the default VPC unless the spec names one).")
+    ami_id: str = Field(description="AMI the instances run (the spec's, or the one its SSM parameter named).")
+    private_subnet_ids: dict[str, str] = Field(
+        description="AZ -> the private subnet created there for the instances."
+    )
+    public_subnet_ids: dict[str, str] = Field(
+        description="AZ -> the VPC's existing public subnet that the ALB (and the NAT gateway) use; not "
+        "created by the deployment."
+    )
+    elastic_ip_allocation_ids: dict[str, str] = Field(
+        description="AZ -> allocation id of the NAT gateway's Elastic IP there (only the first AZ with "
+        "`nat_mode: single`)."
+    )
+    nat_gateway_ids: dict[str, str] = Field(
+        description="AZ -> the NAT gateway in that AZ's public subnet (only the first AZ with "
+        "`nat_mode: single`)."
+    )
+    route_table_ids: dict[str, str] = Field(
+        description="AZ -> the route table its private subnet uses (default route to a NAT gateway); with "
+        "`nat_mode: single` every AZ maps to the one shared table."
+    )
+    alb_security_group_id: str = Field(
+        description="Security group of the ALB: the listener port from `allowed_cidr`."
+    )
+    app_security_group_id: str = Field(
+        description="Security group of the instances: the app port from the ALB's group only."
+    )
+    target_group_arn: str = Field(
+        description="Target group of the instances (HTTP, the app port, the health check path)."
+    )
+    load_balancer_arn: str = Field(description="ARN of the Application Load Balancer.")
+    listener_arn: str = Field(description="ARN of the ALB's HTTP listener, forwarding to the target group.")
+    instance_ids: dict[str, str] = Field(
+        description="Instance logical name (`app-0`, `app-1`, ..., spread round-robin over the AZs) -> "
+        "instance id."
+    )
+    resources: list[Resource] = Field(
+        description="Every resource the run created, in creation order: kind, logical name (the "
+        "`scaleout:resource` tag) and id."
+    )
 
 
 class TeardownInput(Frozen):

@@ -1,7 +1,9 @@
-"""Print the spec reference table for README.md, generated from DeploymentSpec so it cannot drift.
+"""Print README.md's reference tables, generated from the models so they cannot drift: the spec's
+settings (`DeploymentSpec`, the module's inputs) and a deployment's outputs (`DeploymentOutputs`).
 
-`python scripts/spec_reference.py` prints it, `--write` replaces it at the end of README.md; a test
-checks that README.md contains it verbatim.
+`python scripts/spec_reference.py` prints both, `--write` (`make docs`) replaces each in README.md where
+it stands (a table runs from its header line to the first line that is not a table row); a test
+checks that README.md contains both verbatim.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from models.resources import DeploymentOutputs  # noqa: E402
 from models.spec import DeploymentSpec  # noqa: E402
 
 
@@ -44,13 +48,43 @@ def table() -> str:
 HEADER = "| setting | type | default | meaning |"
 
 
+def output_rows() -> list[tuple[str, str, str]]:
+    """Each output: name, type as written in the model, description."""
+    found = []
+    for name, field in DeploymentOutputs.model_fields.items():
+        annotation = field.annotation
+        kind = str(annotation) if get_args(annotation) else getattr(annotation, "__name__", str(annotation))
+        found.append((name, kind.replace("models.resources.", ""), field.description or ""))
+    return found
+
+
+def outputs_table() -> str:
+    lines = [OUTPUTS_HEADER, "|---|---|---|"]
+    lines += [f"| `{name}` | {kind} | {description} |" for name, kind, description in output_rows()]
+    return "\n".join(lines)
+
+
+OUTPUTS_HEADER = "| output | type | meaning |"
+
+
+def replace_table(text: str, generated: str) -> str:
+    """`text` with the table that starts at `generated`'s header line replaced by `generated`."""
+    header = generated.split("\n", 1)[0]
+    start = text.index(header + "\n")
+    lines = text[start:].split("\n")
+    length = next((i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))
+    return text[:start] + generated + "\n" + "\n".join(lines[length:])
+
+
 def write_readme(readme: Path) -> None:
     text = readme.read_text()
-    readme.write_text(text[: text.index(HEADER)] + table() + "\n")
+    for generated in (table(), outputs_table()):
+        text = replace_table(text, generated)
+    readme.write_text(text)
 
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
         write_readme(Path(__file__).resolve().parent.parent / "README.md")
     else:
-        print(table())
+        print(table(), outputs_table(), sep="\n\n")

@@ -69,6 +69,8 @@ async def test_happy_path_builds_the_tutorial_topology(client, worker, ec2, elbv
     default = [r for r in tables[0]["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
     assert default[0]["NatGatewayId"] == nat["NatGatewayId"]
     assert {a["SubnetId"] for a in tables[0]["Associations"] if not a.get("Main")} == set(subnets)
+    # Outputs are keyed by AZ: with one NAT gateway, both private subnets' AZs name the one table.
+    assert out.route_table_ids == {az: tables[0]["RouteTableId"] for az in out.private_subnet_ids}
 
     reservations = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])[
         "Reservations"
@@ -133,6 +135,7 @@ async def test_per_az_nat_mode_gives_each_az_its_nat_and_route_table(client, wor
         (table,) = ec2.describe_route_tables(
             Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
         )["RouteTables"]
+        assert table["RouteTableId"] == out.route_table_ids[az]
         nat_routes = [r["NatGatewayId"] for r in table["Routes"] if r.get("NatGatewayId")]
         assert nat_routes == [out.nat_gateway_ids[az]]
         nat = ec2.describe_nat_gateways(NatGatewayIds=[out.nat_gateway_ids[az]])["NatGateways"][0]

@@ -249,11 +249,12 @@ class DeployWorkflow:
         subnets: asyncio.Task[dict[str, str]],
         nats: asyncio.Task[tuple[dict[str, ElasticIp], dict[str, str]]],
     ) -> dict[str, str]:
+        """Each private subnet's AZ -> the route table it uses (with one NAT gateway, one table for all)."""
         subnet_ids = await subnets
         _, nat_ids = await nats
         first_nat = next(iter(nat_ids.values()))
 
-        async def one(az: str | None) -> tuple[str, str]:
+        async def one(az: str | None) -> dict[str, str]:
             name = naming.route_table(az)
             request = RouteTableInput(
                 key=self._key(name),
@@ -264,10 +265,10 @@ class DeployWorkflow:
             created: Resource = await self._create(
                 name, NetworkActivities.create_private_route_table, request
             )
-            return name, created.id
+            return {zone: created.id for zone in (subnet_ids if az is None else [az])}
 
-        pairs = await gather_settled(*(one(az) for az in route_table_zones(self._spec)))
-        return dict(pairs)
+        tables = await gather_settled(*(one(az) for az in route_table_zones(self._spec)))
+        return {zone: table_id for served in tables for zone, table_id in served.items()}
 
     async def _alb_security_group(self, pre: PreflightResult) -> str:
         lb = self._spec.load_balancer
