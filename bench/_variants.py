@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import PreflightActivities
     from models.plan import PREFLIGHT
     from models.progress import Phase
-    from models.resources import DeploymentOutputs, Instance, LoadBalancer, PreflightInput, PreflightResult
+    from models.resources import DeploymentOutputs, Instance, PreflightInput, PreflightResult
     from models.spec import DeploymentSpec
     from workflows.deploy import DeployWorkflow
 
@@ -62,28 +62,8 @@ class SequentialDeployWorkflow(DeployWorkflow):
         listener = await then(self._listener(balancer, target_group))
         await then(self._healthy(instances, target_group, registered, listener, routes))
 
-        eips, nat_ids = nats.result()
-        lb: LoadBalancer = balancer.result()
-        port = spec.load_balancer.listener_port
-        return DeploymentOutputs(
-            deployment_id=spec.deployment_id,
-            region=spec.region,
-            alb_dns_name=lb.dns_name,
-            url=f"http://{lb.dns_name}" + ("" if port == 80 else f":{port}"),
-            vpc_id=pre.vpc_id,
-            ami_id=pre.ami_id,
-            private_subnet_ids=subnets.result(),
-            public_subnet_ids=pre.public_subnet_ids,
-            elastic_ip_allocation_ids={az: e.allocation_id for az, e in eips.items()},
-            nat_gateway_ids=nat_ids,
-            route_table_ids=routes.result(),
-            alb_security_group_id=alb_sg.result(),
-            app_security_group_id=app_sg.result(),
-            target_group_arn=target_group.result(),
-            load_balancer_arn=lb.arn,
-            listener_arn=listener.result(),
-            instance_ids={name: i.instance_id for name, i in instances.result().items()},
-            resources=self._tracker.created_resources(),
+        return self._outputs(
+            pre, subnets, nats, routes, alb_sg, app_sg, target_group, balancer, listener, instances
         )
 
 

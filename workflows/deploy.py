@@ -180,16 +180,33 @@ class DeployWorkflow:
         listener = graph.add(self._listener(balancer, target_group))
         graph.add(self._healthy(instances, target_group, registered, listener, routes))
         await graph.run()
+        return self._outputs(
+            pre, subnets, nats, routes, alb_sg, app_sg, target_group, balancer, listener, instances
+        )
 
+    def _outputs(
+        self,
+        pre: PreflightResult,
+        subnets: asyncio.Task[dict[str, str]],
+        nats: asyncio.Task[tuple[dict[str, ElasticIp], dict[str, str]]],
+        routes: asyncio.Task[dict[str, str]],
+        alb_sg: asyncio.Task[str],
+        app_sg: asyncio.Task[str],
+        target_group: asyncio.Task[str],
+        balancer: asyncio.Task[LoadBalancer],
+        listener: asyncio.Task[str],
+        instances: asyncio.Task[dict[str, Instance]],
+    ) -> DeploymentOutputs:
+        """The finished steps' results as the documented outputs (models/resources.py)."""
+        spec = self._spec
         eips, nat_ids = nats.result()
-        lb: LoadBalancer = balancer.result()
-        instance_ids = {name: i.instance_id for name, i in instances.result().items()}
+        lb = balancer.result()
+        port = spec.load_balancer.listener_port
         return DeploymentOutputs(
             deployment_id=spec.deployment_id,
             region=spec.region,
             alb_dns_name=lb.dns_name,
-            url=f"http://{lb.dns_name}"
-            + ("" if spec.load_balancer.listener_port == 80 else f":{spec.load_balancer.listener_port}"),
+            url=f"http://{lb.dns_name}" + ("" if port == 80 else f":{port}"),
             vpc_id=pre.vpc_id,
             ami_id=pre.ami_id,
             private_subnet_ids=subnets.result(),
@@ -202,7 +219,7 @@ class DeployWorkflow:
             target_group_arn=target_group.result(),
             load_balancer_arn=lb.arn,
             listener_arn=listener.result(),
-            instance_ids=instance_ids,
+            instance_ids={name: i.instance_id for name, i in instances.result().items()},
             resources=self._tracker.created_resources(),
         )
 
