@@ -51,10 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-profile",
         nargs="?",
-        const="simulate/profile.yaml",
+        const="",
         default=None,
         metavar="FILE",
-        help="take the boot delay and time scale from a latency profile (simulate/profile.yaml)",
+        help="take the boot delay and time scale from a latency profile (default simulate/profile.yaml)",
     )
     parser.add_argument(
         "--listener-ports",
@@ -91,10 +91,12 @@ def port_range(text: str) -> range:
 def settings(args: argparse.Namespace) -> Settings:
     scale, boot = args.time_scale, args.boot_delay
     if args.latency_profile is not None:
-        from simulate.profile import load_profile  # benchmarks' model; only when asked for
+        from simulate.profile import DEFAULT_PROFILE, load_profile  # benchmarks' model; only when asked for
 
         try:
-            profile = load_profile(path=Path(args.latency_profile))
+            profile = load_profile(
+                path=Path(args.latency_profile) if args.latency_profile else DEFAULT_PROFILE
+            )
         except (OSError, KeyError, ValueError) as err:
             sys.exit(f"dataplane: cannot read the latency profile {args.latency_profile}: {err}")
         scale = profile.scale if scale is None else scale

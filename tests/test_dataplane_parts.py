@@ -4,13 +4,16 @@ format, the app read from user data, the command line; and that the product neve
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import tomllib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import botocore.session
@@ -19,6 +22,8 @@ from botocore.parsers import QueryParser
 
 from activities.user_data import SERVER_JS, render_user_data
 from dataplane import wire
+from dataplane.__main__ import parse_args, settings
+from dataplane.apps import AppFleet, Instance
 from dataplane.balancing import RoundRobin, pool
 from dataplane.groups import Target, TargetGroup
 from dataplane.health import (
@@ -344,7 +349,57 @@ def test_app_is_read_from_the_products_user_data():
     assert decode("not base64!") == ""
 
 
+# The apps
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[AppFleet]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH")
+    apps = AppFleet(node, tmp_path, boot_delay=0.3)
+    yield apps
+    apps.close()
+
+
+async def apps_of(fleet: AppFleet) -> dict[str, dict]:
+    return fleet.describe()
+
+
+async def test_app_starts_after_the_boot_delay_answers_as_its_instance_and_stops_with_it(fleet):
+    app = app_of(render_user_data(3000))
+    running = Instance("i-1", "running", "ap-northeast-2a", app=app)
+    fleet.sync({"i-1": running})
+    assert fleet.describe()["i-1"]["state"] == "booting" and fleet.local_port("i-1", 3000) is None
+    await eventually(lambda: apps_of(fleet), lambda a: a["i-1"]["state"] == "running")
+    port = fleet.local_port("i-1", 3000)
+    assert port is not None and fleet.local_port("i-1", 8080) is None  # it listens on 3000 in the instance
+    answer = await eventually(
+        lambda: asyncio.to_thread(fetch, f"http://127.0.0.1:{port}/"), lambda a: a.status == 200
+    )
+    assert (answer.instance_id, answer.body["availability_zone"]) == ("i-1", "ap-northeast-2a")
+    pid = fleet.describe()["i-1"]["pid"]
+    fleet.sync({"i-1": replace(running, state="stopped")})
+    assert fleet.describe() == {} and not Path(f"/proc/{pid}").exists()
+
+
+def test_instance_without_an_app_runs_nothing(fleet):
+    fleet.sync({"i-1": Instance("i-1", "running", "ap-northeast-2a", app=None)})
+    assert fleet.describe() == {} and fleet.local_port("i-1", 3000) is None
+
+
 # The command line
+
+
+def test_latency_profile_gives_the_boot_delay_and_scale_unless_told_otherwise():
+    modelled = settings(parse_args(["--moto", "http://127.0.0.1:5000", "--latency-profile"]))
+    assert (modelled.boot_delay, modelled.time_scale) == (25 + 60, 0.01)  # instance_running + app_listening
+    told = settings(
+        parse_args(["--moto", "http://127.0.0.1:5000", "--latency-profile", "--time-scale", "0.5"])
+    )
+    assert told.time_scale == 0.5
+    plain = settings(parse_args(["--moto", "http://127.0.0.1:5000"]))
+    assert (plain.boot_delay, plain.time_scale) == (0.0, 1.0)
 
 
 @pytest.mark.parametrize(
