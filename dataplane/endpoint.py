@@ -15,25 +15,12 @@ import json
 from typing import Any
 
 from dataplane import wire
+from dataplane.changes import changed
 from dataplane.plane import DataPlane
 from dataplane.serving import Handler, Reply, Server, relay
 from dataplane.truth import Account
 
 MOTO_TIMEOUT = 120.0
-EC2_ACTIONS = {"RunInstances", "StartInstances", "StopInstances", "TerminateInstances"}
-ELBV2_ACTIONS = {
-    "CreateLoadBalancer",
-    "DeleteLoadBalancer",
-    "CreateListener",
-    "ModifyListener",
-    "DeleteListener",
-    "CreateTargetGroup",
-    "ModifyTargetGroup",
-    "ModifyTargetGroupAttributes",
-    "RegisterTargets",
-    "DeregisterTargets",
-    "DeleteTargetGroup",
-}
 QUERY_PREFIX = "/_dataplane/"
 
 
@@ -67,9 +54,11 @@ class _AwsHandler(Handler):
             ours = plane.target_health(call.account, call.field("TargetGroupArn"), wire.targets(call.form))
             if ours is not None:
                 reply = Reply(200, [("Content-Type", "text/xml")], ours)
-        elif reply.status < 300 and call.account is not None and call.observed():
+        elif reply.status < 300 and call.account is not None:
+            change = changed(call.service, call.form, reply.body)
             try:
-                plane.observe(call.account, call.action, call.form, reply.body)
+                if change is not None:
+                    plane.observe(call.account, change)
             except Exception as err:  # noqa: BLE001 - the call itself succeeded; the next refresh catches up
                 print(f"dataplane: could not read what {call.action} changed: {err}", flush=True)
         self.reply(reply)
@@ -121,13 +110,4 @@ class _Call:
             self.service == "elasticloadbalancing"
             and self.version == wire.ELBV2_VERSION
             and self.action == action
-        )
-
-    def observed(self) -> bool:
-        if self.service == "ec2":
-            return self.action in EC2_ACTIONS
-        return (
-            self.service == "elasticloadbalancing"
-            and self.version == wire.ELBV2_VERSION
-            and self.action in ELBV2_ACTIONS
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 from dataplane import wire
 from dataplane.apps import AppFleet, Instance
+from dataplane.changes import Change, Kind
 from dataplane.groups import Target, TargetGroup
 from dataplane.health import CHECKS_DISABLED, NOT_IN_USE, NOT_REGISTERED, STOPPED, Health
 from dataplane.listeners import ListenerServer
@@ -84,34 +85,17 @@ class DataPlane:
 
     # Learning from the calls that pass
 
-    def observe(self, account: Account, action: str, form: wire.Form, answer: bytes) -> None:
-        """A call that changes what the data plane runs has succeeded: read what it changed."""
-        fields = dict(form)
-        refresh: Callable[[], None] | None = {
-            "RunInstances": lambda: self._read_instances(account, wire.elements("instanceId", answer)),
-            "StartInstances": lambda: self._read_instances(account, wire.numbered(form, "InstanceId")),
-            "StopInstances": lambda: self._read_instances(account, wire.numbered(form, "InstanceId")),
-            "TerminateInstances": lambda: self._read_instances(account, wire.numbered(form, "InstanceId")),
-            "CreateLoadBalancer": lambda: self._read_balancers(
-                account, wire.elements("LoadBalancerArn", answer)
-            ),
-            "DeleteLoadBalancer": lambda: self._read_balancers(account, [fields.get("LoadBalancerArn", "")]),
-            "CreateListener": lambda: self._read_listeners(account, fields.get("LoadBalancerArn", "")),
-            "ModifyListener": lambda: self._read_listeners(
-                account, balancer_of(fields.get("ListenerArn", ""))
-            ),
-            "DeleteListener": lambda: self._read_listeners(
-                account, balancer_of(fields.get("ListenerArn", ""))
-            ),
-            "CreateTargetGroup": lambda: self._read_groups(account, wire.elements("TargetGroupArn", answer)),
-        }.get(action)
-        if refresh is None and action in GROUP_ACTIONS:
-            refresh = lambda: self._read_groups(account, [fields.get("TargetGroupArn", "")])  # noqa: E731
-        if refresh is None:
-            return
+    def observe(self, account: Account, change: Change) -> None:
+        """A call that changed what the data plane runs has succeeded: read what it changed."""
+        read: Callable[[Account, list[str]], None] = {
+            Kind.INSTANCES: self._read_instances,
+            Kind.BALANCERS: self._read_balancers,
+            Kind.LISTENERS: self._read_listeners,
+            Kind.GROUPS: self._read_groups,
+        }[change.kind]
         with self._refreshing:
             self._accounts.add(account)
-            refresh()
+            read(account, change.ids)
 
     def refresh(self, account: Account) -> None:
         """Read everything of one account and region again."""
@@ -136,8 +120,6 @@ class DataPlane:
         if ids is not None and not ids:
             return
         found = self._view.instances(account, ids)
-        if found is None:
-            return
         with self._lock:
             stale = ids if ids is not None else [i for i, (a, _) in self._instances.items() if a == account]
             for instance_id in stale:
@@ -148,7 +130,6 @@ class DataPlane:
         self.apps.sync(instances)  # outside the lock: stopping an app can take seconds
 
     def _read_balancers(self, account: Account, arns: list[str] | None) -> None:
-        arns = [a for a in arns if a] if arns is not None else None
         if arns is not None and not arns:
             return
         found = self._view.balancers(account, arns)
@@ -165,18 +146,18 @@ class DataPlane:
                 self._listeners.update({lsn.arn: lsn for lsn in listeners[balancer.arn]})
             self._apply_listeners()
 
-    def _read_listeners(self, account: Account, balancer_arn: str) -> None:
-        if balancer_arn not in self._balancers:
-            self._read_balancers(account, [balancer_arn])
-            return
-        found = self._view.listeners(account, balancer_arn)
-        with self._lock:
-            self._forget_listeners(balancer_arn)
-            self._listeners.update({lsn.arn: lsn for lsn in found})
-            self._apply_listeners()
+    def _read_listeners(self, account: Account, balancer_arns: list[str]) -> None:
+        for balancer_arn in balancer_arns:
+            if balancer_arn not in self._balancers:
+                self._read_balancers(account, [balancer_arn])  # with its listeners
+                continue
+            found = self._view.listeners(account, balancer_arn)
+            with self._lock:
+                self._forget_listeners(balancer_arn)
+                self._listeners.update({lsn.arn: lsn for lsn in found})
+                self._apply_listeners()
 
     def _read_groups(self, account: Account, arns: list[str] | None) -> None:
-        arns = [a for a in arns if a] if arns is not None else None
         if arns is not None and not arns:
             return
         found = self._view.groups(account, arns)
@@ -340,18 +321,3 @@ class DataPlane:
                 }
                 for i, (_, known) in self._instances.items()
             }
-
-
-GROUP_ACTIONS = {
-    "ModifyTargetGroup",
-    "ModifyTargetGroupAttributes",
-    "RegisterTargets",
-    "DeregisterTargets",
-    "DeleteTargetGroup",
-}
-
-
-def balancer_of(listener_arn: str) -> str:
-    """arn:...:listener/app/NAME/LB-ID/LISTENER-ID -> arn:...:loadbalancer/app/NAME/LB-ID"""
-    head, _, path = listener_arn.partition(":listener/")
-    return f"{head}:loadbalancer/{path.rsplit('/', 1)[0]}" if path else ""

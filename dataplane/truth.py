@@ -81,17 +81,15 @@ class MotoView:
             )
         return self._clients[key]
 
-    def instances(self, account: Account, ids: list[str] | None = None) -> list[Instance] | None:
-        """The instances (all, or those of `ids` that exist); None when moto cannot say."""
+    def instances(self, account: Account, ids: list[str] | None = None) -> list[Instance]:
+        """The instances (all, or those of `ids` that exist)."""
         ec2 = self.client("ec2", account)
         try:
             pages = ec2.get_paginator("describe_instances").paginate(**({"InstanceIds": ids} if ids else {}))
             found = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
         except ClientError as err:
             if ids and _code(err) in NOT_FOUND:
-                return (
-                    [i for one in ids for i in self.instances(account, [one]) or []] if len(ids) > 1 else []
-                )
+                return [i for one in ids for i in self.instances(account, [one])] if len(ids) > 1 else []
             raise
         return [self._instance(ec2, item) for item in found]
 

@@ -25,6 +25,7 @@ from dataplane import wire
 from dataplane.__main__ import parse_args, settings
 from dataplane.apps import AppFleet, Instance
 from dataplane.balancing import RoundRobin, pool
+from dataplane.changes import Change, Kind, changed
 from dataplane.groups import Target, TargetGroup
 from dataplane.health import (
     DRAINING,
@@ -336,6 +337,26 @@ def test_signer_names_the_access_key_region_and_service():
     )
     assert wire.signer(header) == ("testing", "ap-northeast-2", "elasticloadbalancing")
     assert wire.signer(None) is None
+
+
+def test_a_call_names_what_it_changed():
+    listener = "arn:aws:elasticloadbalancing:r:1:listener/app/web/abc/def"
+    elbv2 = [("Version", wire.ELBV2_VERSION)]
+    assert changed(
+        "ec2", [("Action", "RunInstances")], b"<instanceId>i-1</instanceId><instanceId>i-1</instanceId>"
+    ) == (Change(Kind.INSTANCES, ["i-1"]))
+    assert changed(
+        "ec2", [("Action", "StopInstances"), ("InstanceId.2", "i-2"), ("InstanceId.1", "i-1")], b""
+    ) == (Change(Kind.INSTANCES, ["i-1", "i-2"]))
+    assert changed(
+        "elasticloadbalancing", [("Action", "DeleteListener"), ("ListenerArn", listener), *elbv2], b""
+    ) == (Change(Kind.LISTENERS, ["arn:aws:elasticloadbalancing:r:1:loadbalancer/app/web/abc"]))
+    assert changed(
+        "elasticloadbalancing", [("Action", "RegisterTargets"), ("TargetGroupArn", "tg"), *elbv2], b""
+    ) == (Change(Kind.GROUPS, ["tg"]))
+    classic = [("Action", "CreateLoadBalancer"), ("Version", "2012-06-01")]
+    assert changed("elasticloadbalancing", classic, b"") is None
+    assert changed("ec2", [("Action", "DescribeInstances")], b"") is None
 
 
 # The app an instance was launched with
