@@ -58,6 +58,7 @@ class AppFleet:
         self._node, self._workdir, self._boot_delay = node, workdir, boot_delay
         self._apps: dict[str, _Running] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def sync(self, instances: Mapping[str, Instance]) -> None:
         """Start the apps of running instances not started yet; stop those of instances no longer running."""
@@ -66,7 +67,7 @@ class AppFleet:
             leaving = [self._apps.pop(i) for i in gone]
             for running in leaving:
                 running.stopped = True
-            if self._node is not None:
+            if self._node is not None and not self._closed:
                 for instance in instances.values():
                     if instance.state == "running" and instance.app and instance.id not in self._apps:
                         self._schedule(instance)
@@ -88,6 +89,7 @@ class AppFleet:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             leaving = list(self._apps.values())
             self._apps.clear()
             for running in leaving:

@@ -29,6 +29,7 @@ from dataplane.truth import Account, Balancer, Group, Listener, MotoView
 GONE_STATES = {"shutting-down", "terminated"}
 """ELB deregisters an instance target when its instance terminates: the target drains."""
 STOPPED_STATES = {"stopping", "stopped"}
+CLOSE_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class DataPlane:
 
     def close(self) -> None:
         self._stop.set()
+        self.apps.close()  # first: a reading still under way starts no app after this
+        # Let a reading under way finish, so it cannot open a listener after this one closes them.
+        finished = self._refreshing.acquire(timeout=CLOSE_WAIT_SECONDS)
         with self._lock:
             servers, groups = list(self._servers.values()), list(self._groups.values())
             self._servers.clear()
@@ -80,7 +84,8 @@ class DataPlane:
             server.stop()
         for group in groups:
             group.close()
-        self.apps.close()
+        if finished:
+            self._refreshing.release()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     # Learning from the calls that pass
@@ -94,12 +99,16 @@ class DataPlane:
             Kind.GROUPS: self._read_groups,
         }[change.kind]
         with self._refreshing:
+            if self._stop.is_set():
+                return
             self._accounts.add(account)
             read(account, change.ids)
 
     def refresh(self, account: Account) -> None:
         """Read everything of one account and region again."""
         with self._refreshing:
+            if self._stop.is_set():
+                return
             self._read_instances(account, None)
             self._read_balancers(account, None)
             self._read_groups(account, None)

@@ -22,6 +22,7 @@ HOP_BY_HOP = {
     "transfer-encoding",
     "upgrade",
     "content-length",
+    "expect",  # the whole body is read before relaying: nothing to continue
 }
 POLL_SECONDS = 0.1
 """How soon a server notices `stop` (the standard library's default is 0.5 s)."""
