@@ -22,7 +22,7 @@ from temporalio import activity
 
 from activities.errors import is_not_found, not_yet_visible
 from activities.waits import Heartbeats, pause
-from models.resources import DeleteInput
+from models.resources import Deleted, DeleteInput, Kind
 
 T = TypeVar("T")
 
@@ -92,13 +92,27 @@ def ids_to_delete(request: DeleteInput, find: Callable[[], Iterable[str]]) -> li
     return found_once_settled(request, lambda: [*request.ids, *find()])
 
 
-def delete_by_id(request: DeleteInput, call: Callable[[], object], what: str) -> bool:
-    """Run a delete; False when AWS does not know the id, which means gone only once it has had the
-    consistency window to learn of it (until then the delete is retried)."""
+def if_known(request: DeleteInput, call: Callable[[], T], what: str) -> T | None:
+    """`call` (a describe or delete by id); None when AWS does not know the id, which means gone only
+    once it has had the consistency window to learn of it (until then the call is retried)."""
     try:
-        until_visible(call, what, until=settles_at(request))
+        return until_visible(call, what, until=settles_at(request))
     except ClientError as err:
         if is_not_found(err):
-            return False
+            return None
         raise
-    return True
+
+
+def delete_by_id(request: DeleteInput, call: Callable[[], object], what: str) -> bool:
+    """Run a delete; False when the resource was already gone (see `if_known`)."""
+    return if_known(request, call, what) is not None
+
+
+def delete_every(
+    request: DeleteInput, kind: Kind, find: Callable[[], Iterable[str]], delete: Callable[[str], object]
+) -> Deleted:
+    """Delete, by id, every resource `ids_to_delete` names: what a simple delete is."""
+    ids = ids_to_delete(request, find)
+    for resource_id in ids:
+        delete_by_id(request, lambda i=resource_id: delete(i), f"{kind.value} {resource_id}")
+    return Deleted.of(kind, request.key.name, ids)

@@ -6,6 +6,7 @@ every AWS error leaves an activity through `aws_errors`, which says which it is 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -21,7 +22,7 @@ from botocore.exceptions import (
     WaiterError,
 )
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -180,6 +181,11 @@ def aws_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except AWS_EXCEPTIONS as err:
+            cancelled = getattr(err, "kwargs", {}).get("error")
+            if isinstance(cancelled, CancelledError | asyncio.CancelledError):
+                # The SDK cancels a threaded activity by raising in its thread; mid-request, botocore
+                # wraps that as an HTTP client error. It is the cancellation, not AWS unreachable.
+                raise cancelled from None
             # Not chained: the workflow reports the innermost cause, and this message is the one that
             # names the operation, AWS's code and the fix (the raw botocore text has neither advice
             # nor, for waiters, the operation).

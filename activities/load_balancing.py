@@ -14,7 +14,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws_clients import AwsClients
-from activities.consistency import delete_by_id, found_once_settled, ids_to_delete, until_visible
+from activities.consistency import (
+    delete_by_id,
+    delete_every,
+    found_once_settled,
+    ids_to_delete,
+    until_visible,
+)
 from activities.errors import aws_errors, client_error_code, ignore_not_found
 from activities.tags import earlier, owned_by, tags_for
 from activities.target_health import naming_unhealthy_targets
@@ -128,10 +134,12 @@ class LoadBalancingActivities:
         """Refused (retryably, ResourceInUse) while a listener still forwards to it."""
         key = request.key
         elbv2 = self._aws.elbv2(key.scope.region)
-        ids = ids_to_delete(request, lambda: _arns(self._find_target_group(key), TARGET_GROUPS))
-        for arn in ids:
-            delete_by_id(request, lambda a=arn: elbv2.delete_target_group(TargetGroupArn=a), arn)
-        return Deleted.of(Kind.TARGET_GROUP, key.name, ids)
+        return delete_every(
+            request,
+            Kind.TARGET_GROUP,
+            lambda: _arns(self._find_target_group(key), TARGET_GROUPS),
+            lambda arn: elbv2.delete_target_group(TargetGroupArn=arn),
+        )
 
     # Load balancer
 
@@ -231,10 +239,12 @@ class LoadBalancingActivities:
         key = request.key
         port = int(key.name.rsplit("-", 1)[-1])
         elbv2 = self._aws.elbv2(key.scope.region)
-        ids = ids_to_delete(request, lambda: self._find_listeners(key, port))
-        for arn in ids:
-            delete_by_id(request, lambda a=arn: elbv2.delete_listener(ListenerArn=a), arn)
-        return Deleted.of(Kind.LISTENER, key.name, ids)
+        return delete_every(
+            request,
+            Kind.LISTENER,
+            lambda: self._find_listeners(key, port),
+            lambda arn: elbv2.delete_listener(ListenerArn=arn),
+        )
 
     # Targets
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.consistency import delete_by_id, ids_to_delete, settles_at, until_visible
-from activities.errors import aws_errors, ignore_not_found, is_not_found
+from activities.consistency import delete_by_id, delete_every, ids_to_delete, if_known, until_visible
+from activities.errors import aws_errors, ignore_not_found
 from activities.tags import all_tagged, client_token, earlier, first_tagged, key_filters, tag_specifications
 from activities.waits import wait_for
 from models.resources import (
@@ -65,10 +64,7 @@ class NetworkActivities:
                 for s in all_tagged(ec2.describe_subnets(Filters=key_filters(key))["Subnets"], key)
             ]
 
-        ids = ids_to_delete(request, tagged)
-        for subnet_id in ids:
-            delete_by_id(request, lambda i=subnet_id: ec2.delete_subnet(SubnetId=i), f"subnet {subnet_id}")
-        return Deleted.of(Kind.SUBNET, key.name, ids)
+        return delete_every(request, Kind.SUBNET, tagged, lambda i: ec2.delete_subnet(SubnetId=i))
 
     # Elastic IPs
 
@@ -94,14 +90,7 @@ class NetworkActivities:
             addresses = ec2.describe_addresses(Filters=key_filters(key))["Addresses"]
             return [a["AllocationId"] for a in all_tagged(addresses, key)]
 
-        ids = ids_to_delete(request, tagged)
-        for allocation_id in ids:
-            delete_by_id(
-                request,
-                lambda i=allocation_id: ec2.release_address(AllocationId=i),
-                f"address {allocation_id}",
-            )
-        return Deleted.of(Kind.ELASTIC_IP, key.name, ids)
+        return delete_every(request, Kind.ELASTIC_IP, tagged, lambda i: ec2.release_address(AllocationId=i))
 
     # NAT gateways
 
@@ -157,17 +146,10 @@ class NetworkActivities:
     def _delete_nat_gateway(self, request: DeleteInput, gateway_id: str) -> None:
         ec2 = self._aws.ec2(request.key.scope.region)
         what = f"NAT gateway {gateway_id}"
-        try:
-            # Described first: moto answers HTTP 500 for unknown ids instead of NotFound.
-            gateways = until_visible(
-                lambda: ec2.describe_nat_gateways(NatGatewayIds=[gateway_id])["NatGateways"],
-                what,
-                until=settles_at(request),
-            )
-        except ClientError as err:
-            if is_not_found(err):
-                return
-            raise
+        # Described first: moto answers HTTP 500 for unknown ids instead of NotFound.
+        gateways = if_known(
+            request, lambda: ec2.describe_nat_gateways(NatGatewayIds=[gateway_id])["NatGateways"], what
+        )
         if not gateways or gateways[0]["State"] == "deleted":
             return
         if gateways[0]["State"] != "deleting":
@@ -249,16 +231,11 @@ class NetworkActivities:
         """Its subnet associations first: AWS refuses to delete an associated table."""
         ec2 = self._aws.ec2(request.key.scope.region)
         what = f"route table {table_id}"
-        try:
-            tables = until_visible(
-                lambda: ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"],
-                what,
-                until=settles_at(request),
-            )
-        except ClientError as err:
-            if is_not_found(err):
-                return
-            raise
+        tables = if_known(
+            request, lambda: ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"], what
+        )
+        if tables is None:
+            return
         for table in tables:
             for association in table.get("Associations", []):
                 if not association.get("Main"):

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.consistency import delete_by_id, ids_to_delete, until_visible
+from activities.consistency import delete_every, until_visible
 from activities.errors import aws_errors, client_error_code
 from activities.tags import all_tagged, earlier, first_tagged, key_filters, tag_specifications
 from models.naming import display_name
@@ -67,12 +67,9 @@ class SecurityGroupActivities:
             groups = ec2.describe_security_groups(Filters=key_filters(key))["SecurityGroups"]
             return [g["GroupId"] for g in all_tagged(groups, key)]
 
-        ids = ids_to_delete(request, tagged)
-        for group_id in ids:
-            delete_by_id(
-                request, lambda g=group_id: ec2.delete_security_group(GroupId=g), f"group {group_id}"
-            )
-        return Deleted.of(Kind.SECURITY_GROUP, key.name, ids)
+        return delete_every(
+            request, Kind.SECURITY_GROUP, tagged, lambda g: ec2.delete_security_group(GroupId=g)
+        )
 
 
 def _permission(rule: IngressRule) -> dict[str, Any]:

@@ -12,12 +12,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import HTTPClientError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities import AwsClients, LoadBalancingActivities, NetworkActivities
 from activities.aws_clients import call_limits
+from activities.errors import aws_errors
 from models.spec import TimingSpec, call_budget_seconds
 from tests.support.attempts import attempt_environment
 from tests.support.inventory import added, inventory
@@ -113,3 +115,15 @@ async def test_when_botocore_gives_up_temporal_retries_the_activity(client: Clie
     assert all(attempt == 1 for attempt in started[1:])
     created = added(before, inventory())
     assert len(created["instances"]) == 2 and len(created["nat_gateways"]) == 1 and outputs.alb_dns_name
+
+
+def test_a_cancellation_raised_mid_request_stays_a_cancellation():
+    """The SDK cancels a threaded activity by raising in its thread; botocore wraps it when it lands
+    inside an HTTP request. It must leave the activity as the cancellation, not "cannot reach AWS"."""
+
+    @aws_errors
+    def request() -> None:
+        raise HTTPClientError(error=CancelledError("Cancelled"))
+
+    with pytest.raises(CancelledError):
+        request()
