@@ -7,13 +7,16 @@ from temporalio import activity
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors
 from activities.inventory import InventoryActivities
+from activities.live import read_live
 from activities.preflight import PreflightActivities
+from models.live import LiveDeployment
 from models.plan import PlanReport
 from models.resources import PreflightInput, Scope
 
 
 class PlanActivities:
     def __init__(self, aws: AwsClients) -> None:
+        self._aws = aws
         self._preflight = PreflightActivities(aws)
         self._inventory = InventoryActivities(aws)
 
@@ -30,3 +33,9 @@ class PlanActivities:
             preflight=facts,
             existing=self._inventory.discover_resources(scope).resources,
         )
+
+    @activity.defn
+    @aws_errors
+    def inspect(self, scope: Scope) -> LiveDeployment:
+        """The deployment's live settings, for the diff `plan` prints and `up` checks first."""
+        return read_live(self._aws, scope)

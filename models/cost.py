@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pydantic import BaseModel, Field
 
 from models import prices
+from models.live import LiveDeployment
 from models.plan import nat_zones
+from models.resources import Kind
 from models.spec import DeploymentSpec
 
 
@@ -24,41 +28,89 @@ class CostEstimate(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class Standing(BaseModel):
+    """What bills by the hour, whether asked for by a spec or found live."""
+
+    instance_types: list[str]
+    root_volume_gib: int
+    nat_gateways: int
+    elastic_ips: int
+    load_balancers: int
+    alb_zones: int
+
+
 def estimate(spec: DeploymentSpec) -> CostEstimate:
-    instances = spec.instances
     nats = len(nat_zones(spec))
-    zones = len(spec.availability_zones)
-    instance_price = prices.INSTANCE_HOURLY_USD.get(instances.instance_type)
-    volume_hourly = instances.root_volume_gib * prices.GP3_GIB_MONTH_USD / prices.HOURS_PER_MONTH
+    standing = Standing(
+        instance_types=[spec.instances.instance_type] * spec.instances.count,
+        root_volume_gib=spec.instances.root_volume_gib,
+        nat_gateways=nats,
+        elastic_ips=nats,
+        load_balancers=1,
+        alb_zones=len(spec.availability_zones),
+    )
+    return estimate_standing(standing, spec.region)
+
+
+def estimate_live(live: LiveDeployment, root_volume_gib: int) -> CostEstimate:
+    """The live deployment's cost; root volumes are taken at `root_volume_gib` (their size is not
+    read: the policy grants no DescribeVolumes)."""
+    balancers = live.of_kind(Kind.LOAD_BALANCER)
+    zones = balancers[0].facts.get("availability_zones", "").split(", ") if balancers else []
+    standing = Standing(
+        instance_types=[i.facts.get("instance_type", "unknown") for i in live.of_kind(Kind.INSTANCE)],
+        root_volume_gib=root_volume_gib,
+        nat_gateways=len(live.of_kind(Kind.NAT_GATEWAY)),
+        elastic_ips=len(live.of_kind(Kind.ELASTIC_IP)),
+        load_balancers=len(balancers),
+        alb_zones=len([z for z in zones if z]),
+    )
+    return estimate_standing(standing, live.region)
+
+
+def estimate_standing(standing: Standing, region: str) -> CostEstimate:
+    types = Counter(standing.instance_types)
+    unpriced = sorted(t for t in types if t not in prices.INSTANCE_HOURLY_USD)
+    volume_hourly = standing.root_volume_gib * prices.GP3_GIB_MONTH_USD / prices.HOURS_PER_MONTH
+    count = len(standing.instance_types)
     lines = [
         CostLine(
-            item=f"{instances.instance_type} instance",
-            quantity=instances.count,
-            hourly_usd=None if instance_price is None else instance_price * instances.count,
+            item=f"{instance_type} instance",
+            quantity=n,
+            hourly_usd=None if instance_type in unpriced else prices.INSTANCE_HOURLY_USD[instance_type] * n,
+        )
+        for instance_type, n in types.items()
+    ]
+    addresses = standing.elastic_ips + standing.alb_zones
+    lb_hourly = prices.HOURLY_USD["load_balancer"] + prices.HOURLY_USD["load_balancer_lcu"]
+    lines += [
+        CostLine(
+            item=f"gp3 root volume {standing.root_volume_gib} GiB",
+            quantity=count,
+            hourly_usd=volume_hourly * count,
         ),
         CostLine(
-            item=f"gp3 root volume {instances.root_volume_gib} GiB",
-            quantity=instances.count,
-            hourly_usd=volume_hourly * instances.count,
+            item="NAT gateway",
+            quantity=standing.nat_gateways,
+            hourly_usd=prices.HOURLY_USD["nat_gateway"] * standing.nat_gateways,
         ),
-        CostLine(item="NAT gateway", quantity=nats, hourly_usd=prices.HOURLY_USD["nat_gateway"] * nats),
         CostLine(
             item="Application Load Balancer (1 LCU)",
-            quantity=1,
-            hourly_usd=prices.HOURLY_USD["load_balancer"] + prices.HOURLY_USD["load_balancer_lcu"],
+            quantity=standing.load_balancers,
+            hourly_usd=lb_hourly * standing.load_balancers,
         ),
         CostLine(
             item="public IPv4 addresses (NAT EIPs, ALB per AZ)",
-            quantity=nats + zones,
-            hourly_usd=prices.HOURLY_USD["public_ipv4_address"] * (nats + zones),
+            quantity=addresses,
+            hourly_usd=prices.HOURLY_USD["public_ipv4_address"] * addresses,
         ),
     ]
     hourly = sum(line.hourly_usd or 0.0 for line in lines)
     notes = ["traffic-based charges (NAT/ALB data processing, transfer) are not included"]
-    if instance_price is None:
-        notes.append(f"no price for {instances.instance_type} in the table; the total leaves it out")
-    if spec.region != prices.REGION:
-        notes.append(f"prices are {prices.REGION}'s; {spec.region} may differ")
+    for instance_type in unpriced:
+        notes.append(f"no price for {instance_type} in the table; the total leaves it out")
+    if region != prices.REGION:
+        notes.append(f"prices are {prices.REGION}'s; {region} may differ")
     return CostEstimate(
         lines=lines,
         hourly_usd=round(hourly, 4),

@@ -1,0 +1,173 @@
+"""Read a deployment's live settings by its tags, for the desired-vs-live diff (models/diff.py).
+
+Reads only, and only calls that docs/iam-policy.json already grants (the describes of preflight,
+inventory and teardown), so `plan` and `up`'s check need no new permission.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.aws_clients import AwsClients
+from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
+from activities.network import DEFAULT_ROUTE
+from activities.tags import all_owned, owned_by, scope_filters, tag_value
+from models.live import LiveDeployment, LiveResource
+from models.naming import (
+    LOAD_BALANCER,
+    RESOURCE_TAG,
+    TARGET_GROUP,
+    listener,
+    load_balancer_name,
+    target_group_name,
+)
+from models.resources import Kind, Scope
+
+LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
+LIVE_NAT_STATES = ["pending", "available"]
+
+
+def read_live(aws: AwsClients, scope: Scope) -> LiveDeployment:
+    ec2 = aws.ec2(scope.region)
+    subnets = all_owned(ec2.describe_subnets(Filters=scope_filters(scope))["Subnets"], scope)
+    groups = all_owned(ec2.describe_security_groups(Filters=scope_filters(scope))["SecurityGroups"], scope)
+    nats = all_owned(
+        ec2.describe_nat_gateways(
+            Filters=[*scope_filters(scope), {"Name": "state", "Values": LIVE_NAT_STATES}]
+        )["NatGateways"],
+        scope,
+    )
+    names = {
+        item.get(field): _name(item, item[field])
+        for items, field in ((subnets, "SubnetId"), (groups, "GroupId"), (nats, "NatGatewayId"))
+        for item in items
+    }
+    found = [_subnet(s) for s in subnets]
+    found += [
+        LiveResource(kind=Kind.ELASTIC_IP, name=_name(a, a["AllocationId"]), id=a["AllocationId"])
+        for a in all_owned(ec2.describe_addresses(Filters=scope_filters(scope))["Addresses"], scope)
+    ]
+    found += [
+        LiveResource(kind=Kind.NAT_GATEWAY, name=_name(n, n["NatGatewayId"]), id=n["NatGatewayId"])
+        for n in nats
+    ]
+    tables = all_owned(ec2.describe_route_tables(Filters=scope_filters(scope))["RouteTables"], scope)
+    found += [_route_table(t, names) for t in tables]
+    found += [_security_group(g, names) for g in groups]
+    balancing = _load_balancing(aws, scope)
+    group = next((r for r in balancing if r.kind is Kind.TARGET_GROUP), None)
+    found += _instances(ec2, scope, group.facts["port"] if group else None)
+    found += balancing
+    vpc_id = next((item["VpcId"] for item in [*subnets, *groups] if item.get("VpcId")), None)
+    return LiveDeployment(
+        deployment_id=scope.deployment_id,
+        region=scope.region,
+        vpc_id=vpc_id,
+        vpc_is_default=_is_default(ec2, vpc_id),
+        resources=found,
+    )
+
+
+def _name(item: dict[str, Any], resource_id: str) -> str:
+    return tag_value(item.get("Tags"), RESOURCE_TAG) or resource_id
+
+
+def _is_default(ec2: Any, vpc_id: str | None) -> bool | None:
+    if vpc_id is None:
+        return None
+    vpcs = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
+    return bool(vpcs and vpcs[0].get("IsDefault"))
+
+
+def _subnet(subnet: dict[str, Any]) -> LiveResource:
+    return LiveResource(
+        kind=Kind.SUBNET,
+        name=_name(subnet, subnet["SubnetId"]),
+        id=subnet["SubnetId"],
+        facts={"cidr": subnet["CidrBlock"], "availability_zone": subnet["AvailabilityZone"]},
+    )
+
+
+def _route_table(table: dict[str, Any], names: dict[str, str]) -> LiveResource:
+    default = next((r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == DEFAULT_ROUTE), {})
+    subnets = sorted(
+        names.get(a["SubnetId"], a["SubnetId"]) for a in table.get("Associations", []) if a.get("SubnetId")
+    )
+    nat = default.get("NatGatewayId")
+    return LiveResource(
+        kind=Kind.ROUTE_TABLE,
+        name=_name(table, table["RouteTableId"]),
+        id=table["RouteTableId"],
+        facts={"subnets": ", ".join(subnets), "default_route": names.get(nat, nat) if nat else "none"},
+    )
+
+
+def _security_group(group: dict[str, Any], names: dict[str, str]) -> LiveResource:
+    rules = []
+    for permission in group.get("IpPermissions", []):
+        port = f"{permission.get('IpProtocol')}/{permission.get('FromPort')}"
+        rules += [f"{port} from {r['CidrIp']}" for r in permission.get("IpRanges", [])]
+        rules += [
+            f"{port} from {names.get(p['GroupId'], p['GroupId'])}"
+            for p in permission.get("UserIdGroupPairs", [])
+        ]
+    return LiveResource(
+        kind=Kind.SECURITY_GROUP,
+        name=_name(group, group["GroupId"]),
+        id=group["GroupId"],
+        facts={"ingress": ", ".join(sorted(rules)) or "none"},
+    )
+
+
+def _instances(ec2: Any, scope: Scope, app_port: str | None) -> list[LiveResource]:
+    """`app_port` is the port the user data serves; the target group's port is set from the same
+    setting (app.port) at launch, and reading it there spares a user-data read per instance."""
+    filters = [*scope_filters(scope), {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}]
+    reservations = ec2.describe_instances(Filters=filters)["Reservations"]
+    instances = all_owned([i for r in reservations for i in r["Instances"]], scope)
+    return [
+        LiveResource(
+            kind=Kind.INSTANCE,
+            name=_name(i, i["InstanceId"]),
+            id=i["InstanceId"],
+            facts={
+                "instance_type": i["InstanceType"],
+                "ami_id": i["ImageId"],
+                "availability_zone": i["Placement"]["AvailabilityZone"],
+                **({"app_port": app_port} if app_port else {}),
+            },
+        )
+        for i in sorted(instances, key=lambda i: (_name(i, i["InstanceId"]), str(i.get("LaunchTime", ""))))
+    ]
+
+
+def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
+    elbv2 = aws.elbv2(scope.region)
+    found: list[LiveResource] = []
+    group = find_by_name(elbv2, TARGET_GROUPS, target_group_name(scope.deployment_id))
+    group_tags = tags_of(elbv2, group["TargetGroupArn"]) if group is not None else []
+    if group is not None and owned_by(group_tags, scope):
+        facts = {"port": str(group["Port"]), "health_check_path": group.get("HealthCheckPath", "/")}
+        name = tag_value(group_tags, RESOURCE_TAG) or TARGET_GROUP
+        found.append(LiveResource(kind=Kind.TARGET_GROUP, name=name, id=group["TargetGroupArn"], facts=facts))
+    balancer = find_by_name(elbv2, LOAD_BALANCERS, load_balancer_name(scope.deployment_id))
+    if balancer is None:
+        return found
+    arn = balancer["LoadBalancerArn"]
+    tags = tags_of(elbv2, arn)
+    if not owned_by(tags, scope):
+        return found
+    zones = sorted(z["ZoneName"] for z in balancer.get("AvailabilityZones", []))
+    found.append(
+        LiveResource(
+            kind=Kind.LOAD_BALANCER,
+            name=tag_value(tags, RESOURCE_TAG) or LOAD_BALANCER,
+            id=arn,
+            facts={"availability_zones": ", ".join(zones)},
+        )
+    )
+    found += [
+        LiveResource(kind=Kind.LISTENER, name=listener(lsn["Port"]), id=lsn["ListenerArn"])
+        for lsn in elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
+    ]
+    return found

@@ -1,0 +1,219 @@
+"""The desired-vs-live diff: per resource (by logical name), what changing to the spec takes.
+
+Pure functions over the spec and `LiveDeployment`, shared by `plan` (which prints them) and `up`
+(which refuses what the workflow cannot apply yet: today it only creates what is missing).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import naming
+from models.live import LiveDeployment, LiveResource
+from models.plan import instance_zones, nat_zones, plan, route_table_zones
+from models.resources import Kind
+from models.spec import DeploymentSpec
+
+DEPLOYMENT = "deployment"
+"""The row name of a change to the whole deployment (its region or VPC)."""
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    """In place: the resource keeps its id."""
+    REPLACE = "replace"
+    """A new resource takes the place of the old one (new id)."""
+    DELETE = "delete"
+    UNCHANGED = "unchanged"
+    REFUSED = "refused"
+    """No change of this resource can reach the spec: replace the deployment."""
+
+
+APPLIED_BY_UP = {Action.CREATE, Action.UNCHANGED}
+"""What today's find-or-create workflow applies; anything else `up` refuses before it starts."""
+
+
+class FieldChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    before: str | None
+    after: str | None
+
+
+class ResourceAction(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Logical name (models/naming.py), or `deployment`.")
+    kind: Kind | None
+    action: Action
+    id: str | None = Field(None, description="The live resource's id, if it exists.")
+    changes: list[FieldChange] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class Desired(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Kind
+    name: str
+    facts: dict[str, str]
+
+
+REPLACED_BY = {
+    Kind.INSTANCE: "a running instance keeps its type, AMI, AZ and user data: a new one replaces it",
+    Kind.TARGET_GROUP: "a target group's port cannot change: a new group replaces it",
+}
+REPLACE_FIELDS = {
+    Kind.INSTANCE: {"instance_type", "ami_id", "availability_zone", "app_port"},
+    Kind.TARGET_GROUP: {"port"},
+}
+REFUSED_FIELDS = {
+    Kind.SUBNET: (
+        {"cidr"},
+        "a subnet's CIDR cannot change, and its instances, route table and NAT depend on it",
+    ),
+}
+REPLACE_THE_DEPLOYMENT = "replace the deployment (`down`, then `up` with the new spec)"
+
+
+def desired(spec: DeploymentSpec) -> list[Desired]:
+    """Every resource the spec asks for, in the order `plan` creates them, with the facts it decides."""
+    facts = _facts(spec)
+    return [
+        Desired(kind=step.kind, name=step.key, facts=facts.get(step.key, {}))
+        for step in plan(spec)
+        if step.kind is not None and step.kind is not Kind.TARGET_REGISTRATION
+    ]
+
+
+def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
+    subnet_names = {
+        s.availability_zone: naming.private_subnet(s.availability_zone) for s in spec.private_subnets
+    }
+    facts: dict[str, dict[str, str]] = {
+        naming.private_subnet(s.availability_zone): {
+            "cidr": str(s.cidr),
+            "availability_zone": s.availability_zone,
+        }
+        for s in spec.private_subnets
+    }
+    first_nat = nat_zones(spec)[0]
+    for az in route_table_zones(spec):
+        served = sorted(subnet_names.values()) if az is None else [subnet_names[az]]
+        facts[naming.route_table(az)] = {
+            "subnets": ", ".join(served),
+            "default_route": naming.nat_gateway(az or first_nat),
+        }
+    lb, app = spec.load_balancer, spec.app
+    facts[naming.ALB_SECURITY_GROUP] = {"ingress": f"tcp/{lb.listener_port} from {lb.allowed_cidr}"}
+    facts[naming.APP_SECURITY_GROUP] = {"ingress": f"tcp/{app.port} from {naming.ALB_SECURITY_GROUP}"}
+    facts[naming.TARGET_GROUP] = {"port": str(app.port), "health_check_path": app.health_check_path}
+    facts[naming.LOAD_BALANCER] = {"availability_zones": ", ".join(sorted(spec.availability_zones))}
+    for index, az in enumerate(instance_zones(spec)):
+        instance = {"instance_type": spec.instances.instance_type, "availability_zone": az}
+        instance["app_port"] = str(app.port)
+        if spec.instances.ami_id:  # unpinned, each launch takes the parameter's AMI of its day
+            instance["ami_id"] = spec.instances.ami_id
+        facts[naming.instance(index)] = instance
+    return facts
+
+
+def diff(spec: DeploymentSpec, live: LiveDeployment) -> list[ResourceAction]:
+    """Desired resources first (in creation order), then the live ones the spec no longer names."""
+    refused = deployment_refusals(spec, live)
+    if refused:
+        return refused
+    by_name: dict[str, list[LiveResource]] = {}
+    for resource in live.resources:
+        by_name.setdefault(resource.name, []).append(resource)
+    actions: list[ResourceAction] = []
+    for want in desired(spec):
+        found = by_name.pop(want.name, [])
+        if not found:
+            actions.append(ResourceAction(name=want.name, kind=want.kind, action=Action.CREATE))
+            continue
+        actions.append(compare(want, found[0]))
+        actions += [_delete(twin, "a second resource under this name (a twin)") for twin in found[1:]]
+    for leftovers in by_name.values():
+        actions += [_delete(resource, "the spec no longer asks for it") for resource in leftovers]
+    return actions
+
+
+def compare(want: Desired, live: LiveResource) -> ResourceAction:
+    """Only facts both sides know are compared: a fact the reader could not see is no change."""
+    changes = [
+        FieldChange(field=field, before=live.facts[field], after=value)
+        for field, value in want.facts.items()
+        if field in live.facts and live.facts[field] != value
+    ]
+    fields = {change.field for change in changes}
+    refused_fields, why_refused = REFUSED_FIELDS.get(want.kind, (set(), ""))
+    if fields & refused_fields:
+        action, reason = Action.REFUSED, f"{why_refused}: {REPLACE_THE_DEPLOYMENT}"
+    elif fields & REPLACE_FIELDS.get(want.kind, set()):
+        action, reason = Action.REPLACE, REPLACED_BY[want.kind]
+    elif changes:
+        action, reason = Action.UPDATE, None
+    else:
+        action, reason = Action.UNCHANGED, None
+    return ResourceAction(
+        name=want.name, kind=want.kind, action=action, id=live.id, changes=changes, reason=reason
+    )
+
+
+def _delete(resource: LiveResource, reason: str) -> ResourceAction:
+    return ResourceAction(
+        name=resource.name, kind=resource.kind, action=Action.DELETE, id=resource.id, reason=reason
+    )
+
+
+def deployment_refusals(spec: DeploymentSpec, live: LiveDeployment) -> list[ResourceAction]:
+    """A region or VPC change moves every resource: nothing of the live deployment can be kept."""
+    if not live.exists:
+        return []
+    changes: list[FieldChange] = []
+    reasons: list[str] = []
+    if live.region != spec.region:
+        changes.append(FieldChange(field="region", before=live.region, after=spec.region))
+        reasons.append(f"its {len(live.resources)} resources live in {live.region} and cannot move")
+    elif live.vpc_id is not None:
+        wanted = spec.vpc_id or "the default VPC"
+        moved = spec.vpc_id != live.vpc_id if spec.vpc_id else live.vpc_is_default is False
+        if moved:
+            changes.append(FieldChange(field="vpc", before=live.vpc_id, after=wanted))
+            reasons.append("subnets, groups, target group and ALB belong to their VPC for life")
+    if not changes:
+        return []
+    reason = "; ".join(reasons) + f": {REPLACE_THE_DEPLOYMENT}"
+    return [ResourceAction(name=DEPLOYMENT, kind=None, action=Action.REFUSED, changes=changes, reason=reason)]
+
+
+def blocking(actions: list[ResourceAction]) -> list[ResourceAction]:
+    """The actions `up` cannot apply today."""
+    return [action for action in actions if action.action not in APPLIED_BY_UP]
+
+
+def describe(action: ResourceAction) -> str:
+    """One action in words, e.g. `app-0 replace (instance_type t2.micro -> t3.micro)`."""
+    fields = ", ".join(f"{c.field} {c.before} -> {c.after}" for c in action.changes)
+    return f"{action.name} {action.action.value}" + (f" ({fields})" if fields else "")
+
+
+def refusal(deployment_id: str, live_region: str, actions: list[ResourceAction]) -> str:
+    """`up`'s one paragraph: what it cannot apply, and what the user can do now."""
+    refused = blocking(actions)
+    listed = "; ".join(describe(action) for action in refused)
+    rebuild = f"'starter.py down {deployment_id}" + (
+        f" --region {live_region}'" if any(c.field == "region" for a in refused for c in a.changes) else "'"
+    )
+    return (
+        f"up cannot apply this change to the live deployment {deployment_id} yet: it only creates "
+        f"what is missing, and the spec also asks for: {listed}. Nothing was changed. Either keep the "
+        f"current values (set them back in the spec; 'starter.py plan' shows what differs), or run "
+        f"{rebuild} and then 'starter.py up' with the new spec, which rebuilds the deployment (a new "
+        "ALB DNS name, and no service in between)."
+    )
