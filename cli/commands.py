@@ -29,7 +29,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from cli import render
 from cli.connection import connect, task_queue
 from cli.errors import UserError
-from models.cost import estimate
+from models.cost import estimate, estimate_live
+from models.diff import blocking, diff, refusal
+from models.live import InspectInput, LiveDeployment
 from models.plan import PlanReport, changes
 from models.progress import DeploymentProgress, Phase
 from models.resources import DeploymentOutputs, Scope, TeardownInput, TeardownResult
@@ -37,7 +39,7 @@ from models.spec import DeploymentSpec, TimingSpec
 from workflows import search_attributes
 from workflows.deploy import DeployWorkflow
 from workflows.deploy import workflow_id as deploy_workflow_id
-from workflows.plan import PlanWorkflow
+from workflows.plan import InspectWorkflow, PlanWorkflow
 from workflows.saga import root_message
 from workflows.teardown import TeardownWorkflow
 from workflows.teardown import workflow_id as teardown_workflow_id
@@ -47,8 +49,11 @@ EXIT_DEPLOYMENT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_PAUSED = 3
 EXIT_UNKNOWN_DEPLOYMENT = 4
+EXIT_NOT_APPLICABLE = 5
+"""`up` cannot apply the change to the live deployment yet (it only creates); nothing was changed."""
 POLL_SECONDS = 0.5
 QUERY_TIMEOUT = timedelta(seconds=10)
+INSPECT_TIMEOUT = timedelta(minutes=2)
 OUTAGE_PATIENCE = timedelta(minutes=10)
 TRANSIENT_RPC = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNKNOWN)
 
@@ -142,7 +147,8 @@ async def note_missing_workers(client: Client, output: Output) -> None:
 
 
 async def plan(spec: DeploymentSpec, as_json: bool) -> int:
-    """Read-only: problems with their fixes, what `up` would create or find, and the standing cost."""
+    """Read-only: problems with their fixes, then for a new deployment what `up` would create and its
+    cost, for a live one the diff per resource and the cost before and after."""
     output = Output(as_json)
     client = await connect()
     await note_missing_workers(client, output)
@@ -157,6 +163,12 @@ async def plan(spec: DeploymentSpec, as_json: bool) -> int:
     except WorkflowFailureError as err:
         message = f"plan could not check the account: {root_message(err)}"
         raise UserError(message, EXIT_DEPLOYMENT_FAILED) from None
+    description = await describe(client.get_workflow_handle(deploy_workflow_id(spec.deployment_id)))
+    live = None
+    if description is not None or report.existing:
+        live = await inspect_live(client, spec, description)
+    if live is not None and live.exists:
+        return plan_change(spec, report, live, running(description), output)
     planned = changes(spec, report.existing)
     cost = estimate(spec)
     payload = {
@@ -168,14 +180,85 @@ async def plan(spec: DeploymentSpec, as_json: bool) -> int:
         "cost": cost.model_dump(mode="json"),
     }
     output.result(payload, render.plan_table(spec.deployment_id, planned), render.cost_table(cost))
-    for problem in report.problems:
-        output.note(f"[bold red]problem:[/] {problem}")
-    if report.problems:
-        output.note(f"{len(report.problems)} problem(s); `up` would stop at preflight and create nothing")
+    if not noted_problems(report, output):
         return EXIT_BAD_INPUT
     creates = sum(1 for change in planned if change.action == "create")
     output.note(f"ready: {creates} to create, {len(planned) - creates} already there")
     return EXIT_OK
+
+
+def noted_problems(report: PlanReport, output: Output) -> bool:
+    """True when preflight found nothing in the way."""
+    for problem in report.problems:
+        output.note(f"[bold red]problem:[/] {problem}")
+    if report.problems:
+        output.note(f"{len(report.problems)} problem(s); `up` would stop at preflight and create nothing")
+    return not report.problems
+
+
+def plan_change(
+    spec: DeploymentSpec, report: PlanReport, live: LiveDeployment, in_flight: bool, output: Output
+) -> int:
+    """A live deployment: per resource what the spec changes (like `terraform plan`) and the cost."""
+    actions = diff(spec, live)
+    before = estimate_live(live, spec.instances.root_volume_gib)
+    after = estimate(spec)
+    refused = blocking(actions)
+    payload = {
+        "deployment_id": spec.deployment_id,
+        "region": spec.region,
+        "live_region": live.region,
+        "ready": not report.problems,
+        "problems": report.problems,
+        "applicable_by_up": not refused,
+        "actions": [action.model_dump(mode="json") for action in actions],
+        "changes": [change.model_dump(mode="json") for change in changes(spec, report.existing)],
+        "cost_before": before.model_dump(mode="json"),
+        "cost": after.model_dump(mode="json"),
+        "hourly_delta_usd": round(after.hourly_usd - before.hourly_usd, 4),
+    }
+    output.result(
+        payload,
+        render.diff_table(spec.deployment_id, actions),
+        render.cost_change_table(before, after),
+    )
+    if in_flight:
+        output.note(
+            f"a run of {spec.deployment_id} is in progress: what it has not created yet shows as create"
+        )
+    if not noted_problems(report, output):
+        return EXIT_BAD_INPUT
+    if refused:
+        output.note(
+            f"[bold yellow]`up` would refuse this:[/] {refusal(spec.deployment_id, live.region, actions)}"
+        )
+        return EXIT_NOT_APPLICABLE
+    creates = sum(1 for action in actions if action.action == "create")
+    output.note(f"ready: `up` creates {creates}, the other {len(actions) - creates} stay as they are")
+    return EXIT_OK
+
+
+async def inspect_live(
+    client: Client, spec: DeploymentSpec, description: WorkflowExecutionDescription | None
+) -> LiveDeployment:
+    """What the deployment has live, read by the worker in the region its last run used."""
+    region = (await description.memo_value("region", None)) if description else None
+    scope = Scope(deployment_id=spec.deployment_id, region=region or spec.region)
+    try:
+        return await client.execute_workflow(
+            InspectWorkflow.run,
+            InspectInput(scope=scope, timing=spec.timing),
+            id=f"inspect-{spec.deployment_id}-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue(),
+            execution_timeout=INSPECT_TIMEOUT,
+            static_summary=f"Read what {spec.deployment_id} has live in {scope.region} (read-only)",
+        )
+    except WorkflowFailureError as err:
+        message = (
+            f"could not read what {spec.deployment_id} has live in {scope.region}: {root_message(err)} "
+            "(is `worker.py` running with AWS access?)"
+        )
+        raise UserError(message, EXIT_DEPLOYMENT_FAILED) from None
 
 
 # up
@@ -188,6 +271,10 @@ async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
     existing = await describe(client.get_workflow_handle(wid))
     if running(existing):
         output.note(f"attaching to the running deployment {spec.deployment_id} (its own spec applies)")
+    elif existing is not None:
+        refused = await refused_change(client, spec, existing, output)
+        if refused is not None:
+            return refused
     handle = await start_deployment(client, spec, output)
     await note_missing_workers(client, output)
     link = ui_link(client, wid, handle.result_run_id)
@@ -199,6 +286,33 @@ async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
         )
         return EXIT_OK
     return await follow(handle, output, spec.deployment_id, link)
+
+
+async def refused_change(
+    client: Client, spec: DeploymentSpec, existing: WorkflowExecutionDescription, output: Output
+) -> int | None:
+    """Before a new run on a deployment that exists: refuse what find-or-create cannot apply.
+
+    Today's workflow only creates what is missing; a scale-in, a replacement or an in-place update
+    would end COMPLETED while the live resources stay as they were."""
+    await note_missing_workers(client, output)
+    live = await inspect_live(client, spec, existing)
+    actions = diff(spec, live)
+    if not blocking(actions):
+        return None
+    message = refusal(spec.deployment_id, live.region, actions)
+    output.note(f"[bold red]refused:[/] {message}")
+    output.result(
+        {
+            "deployment_id": spec.deployment_id,
+            "workflow_id": deploy_workflow_id(spec.deployment_id),
+            "status": "REFUSED",
+            "error": message,
+            "actions": [action.model_dump(mode="json") for action in blocking(actions)],
+            "alb_dns_name": None,
+        }
+    )
+    return EXIT_NOT_APPLICABLE
 
 
 async def start_deployment(client: Client, spec: DeploymentSpec, output: Output) -> WorkflowHandle:

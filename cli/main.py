@@ -15,7 +15,10 @@ from models.spec import DeploymentSpec
 
 EPILOG = """exit codes: 0 success; 1 the deployment or teardown failed (and was rolled back, or lists
 what it left); 2 bad input (flags, spec, Temporal unreachable, or `plan` found problems); 3 the
-deployment is paused after a failure and waits for `retry` or `rollback`; 4 unknown deployment id.
+deployment is paused after a failure and waits for `retry` or `rollback`; 4 unknown deployment id;
+5 the spec changes a live deployment in a way `up` cannot apply yet (anything but creating what is
+missing: a delete such as a scale-in, a replacement, an in-place update, or a refused region, VPC or
+subnet CIDR change): `plan` lists them, `up` refuses before changing anything.
 Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE or a temporalio envconfig profile.
 AWS: the standard credential chain; AWS_ENDPOINT_URL points at moto for local runs."""
 
@@ -37,12 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     plan = sub.add_parser(
-        "plan", help="check the account against the spec; show what `up` would create and its cost"
+        "plan",
+        help="check the account against the spec; show what `up` would create and its cost, or for a "
+        "live deployment what changes per resource and the cost before and after",
     )
     add_spec_arguments(plan)
     plan.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    up = sub.add_parser("up", help="deploy (or attach to the running deployment of the same id)")
+    up = sub.add_parser(
+        "up",
+        help="deploy (or attach to the running deployment of the same id); on a live deployment only "
+        "creates what is missing, and refuses any other change (exit 5)",
+    )
     add_spec_arguments(up)
     up.add_argument(
         "--on-failure",

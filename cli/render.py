@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from models.cost import CostEstimate
+from models.diff import Action, ResourceAction
 from models.plan import PlannedChange
 from models.progress import DeploymentProgress, StepProgress, StepState
 from models.resources import DeploymentOutputs, TeardownResult
@@ -72,6 +73,45 @@ def plan_table(deployment_id: str, planned: list[PlannedChange]) -> Table:
     for change in planned:
         action = "[green]+ create[/]" if change.action == "create" else "[dim]= exists[/]"
         table.add_row(action, change.kind.value, change.key, change.summary, change.id or "")
+    return table
+
+
+ACTION_STYLES = {
+    Action.CREATE: "[green]+ create[/]",
+    Action.UPDATE: "[yellow]~ update in place[/]",
+    Action.REPLACE: "[bold yellow]-/+ replace[/]",
+    Action.DELETE: "[red]- delete[/]",
+    Action.UNCHANGED: "[dim]= unchanged[/]",
+    Action.REFUSED: "[bold red]! refused[/]",
+}
+
+
+def diff_table(deployment_id: str, actions: list[ResourceAction]) -> Table:
+    """Per resource, like `terraform plan`: the action, and each changing field with both values."""
+    table = Table(title=f"Plan for the live deployment {deployment_id}")
+    for column in ("action", "kind", "name", "change"):
+        table.add_column(column, overflow="fold")
+    table.add_column("id", overflow="fold")
+    for action in actions:
+        change = "\n".join(f"{c.field}: {c.before} -> {c.after}" for c in action.changes)
+        if action.reason and action.action is not Action.UNCHANGED:
+            change = f"{change}\n[dim]{action.reason}[/]" if change else f"[dim]{action.reason}[/]"
+        kind = action.kind.value if action.kind else ""
+        table.add_row(ACTION_STYLES[action.action], kind, action.name, change, action.id or "")
+    return table
+
+
+def cost_change_table(before: CostEstimate, after: CostEstimate) -> Table:
+    table = Table(
+        title=f"Standing cost, live and after (prices of {after.region}, taken {after.prices_taken})",
+        caption="; ".join(dict.fromkeys([*before.notes, *after.notes])),
+    )
+    for column in ("", "USD/hour", "USD/month"):
+        table.add_column(column, justify="left" if not column else "right")
+    table.add_row("live now", f"{before.hourly_usd:.4f}", f"{before.monthly_usd:.2f}")
+    table.add_row("after the change", f"{after.hourly_usd:.4f}", f"{after.monthly_usd:.2f}")
+    delta, monthly = after.hourly_usd - before.hourly_usd, after.monthly_usd - before.monthly_usd
+    table.add_row("[bold]change[/]", f"[bold]{delta:+.4f}[/]", f"[bold]{monthly:+.2f}[/]")
     return table
 
 
