@@ -210,10 +210,13 @@ def refusal(deployment_id: str, live_region: str, actions: list[ResourceAction])
     rebuild = f"'starter.py down {deployment_id}" + (
         f" --region {live_region}'" if any(c.field == "region" for a in refused for c in a.changes) else "'"
     )
+    running = sum(1 for a in actions if a.kind is Kind.INSTANCE and a.action is not Action.CREATE)
+    scale_in = any(a.kind is Kind.INSTANCE and a.action is Action.DELETE for a in refused)
+    keep = f"instances.count={running} as live now; " if scale_in else ""
     return (
         f"up cannot apply this change to the live deployment {deployment_id} yet: it only creates "
         f"what is missing, and the spec also asks for: {listed}. Nothing was changed. Either keep the "
-        f"current values (set them back in the spec; 'starter.py plan' shows what differs), or run "
+        f"current values ({keep}'starter.py plan' shows what differs), or run "
         f"{rebuild} and then 'starter.py up' with the new spec, which rebuilds the deployment (a new "
         "ALB DNS name, and no service in between)."
     )

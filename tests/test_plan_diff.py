@@ -6,8 +6,6 @@ Pure tests build the live side from a spec (as if it had been deployed); the rea
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
 from typing import Any
 
@@ -20,7 +18,7 @@ from models.resources import Kind
 from models.spec import DeploymentSpec
 from tests.support.inventory import inventory
 from tests.support.processes import Cli, Finished
-from tests.support.specs import FAST_TIMING
+from tests.test_cli_operations import run, spec_file
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_APPLICABLE = 0, 2, 5
 SEOUL_2A, SEOUL_2C = "ap-northeast-2a", "ap-northeast-2c"
@@ -170,6 +168,7 @@ def test_refusal_lists_each_action_and_what_to_do():
     message = refusal("web", "ap-northeast-2", actions)
     assert "app-1 delete" in message and "Nothing was changed" in message
     assert "'starter.py down web'" in message and "keep the current values" in message
+    assert "instances.count=2 as live now" in message
 
 
 def test_live_cost_counts_what_runs():
@@ -181,17 +180,6 @@ def test_live_cost_counts_what_runs():
 
 
 # Through the command line, against moto and the Temporal dev server
-
-
-async def run(cli: Cli, *args: str) -> Finished:
-    """In a thread: the in-process worker shares this event loop and must keep running."""
-    return await asyncio.to_thread(cli.run, *args)
-
-
-def spec_file(tmp_path, deployment_id: str) -> str:
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps({"deployment_id": deployment_id, "timing": FAST_TIMING}))
-    return str(path)
 
 
 async def deployed(client: Client, worker, tmp_path) -> tuple[Cli, str]:
