@@ -112,6 +112,39 @@ class InstancesSpec(Strict):
     root_volume_gib: int = Field(8, ge=8, le=1024, description="Encrypted gp3 root volume size.")
 
 
+BATCH_PERCENT = re.compile(r"^(?P<percent>\d{1,3})%$")
+
+
+class RolloutSpec(Strict):
+    """How a change of the instances (type, AMI) replaces them: rolling, with an additional batch."""
+
+    batch_size: int | str = Field(
+        1,
+        description="New instances launched (and old ones retired) per batch: a count, or a percentage "
+        'of `instances.count` such as "50%" (rounded up). Each batch is healthy behind the ALB before '
+        "as many old instances leave it, so capacity never drops below the count.",
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"{value} instances per batch; at least 1")
+            return value
+        match = BATCH_PERCENT.match(value.strip())
+        if not match or not 1 <= int(match["percent"]) <= 100:
+            raise ValueError(f'{value!r} is neither a count nor a percentage from "1%" to "100%"')
+        return value.strip()
+
+    def batch(self, count: int) -> int:
+        """Instances per batch for a fleet of `count` (at least 1, at most `count`)."""
+        if isinstance(self.batch_size, int):
+            return max(min(self.batch_size, count), 1)
+        percent = int(self.batch_size.removesuffix("%"))
+        return max(min(-(-count * percent // 100), count), 1)
+
+
 class AppSpec(Strict):
     port: Port = Field(3000, description="Port the Node.js API listens on.")
     health_check_path: str = Field(
@@ -216,6 +249,7 @@ class DeploymentSpec(Strict):
     )
     nat_mode: NatMode = Field(NatMode.SINGLE, description="`single` or `per_az`.")
     instances: InstancesSpec = Field(default_factory=InstancesSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     app: AppSpec = Field(default_factory=AppSpec)
     load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
     wait_for_healthy_targets: bool = Field(
