@@ -13,6 +13,7 @@ from activities.network import NetworkActivities
 from activities.planning import PlanActivities
 from activities.preflight import PreflightActivities
 from activities.security_groups import SecurityGroupActivities
+from activities.targets import TargetActivities
 
 ACTIVITY_CLASSES = (
     PreflightActivities,
@@ -22,6 +23,7 @@ ACTIVITY_CLASSES = (
     ComputeActivities,
     InventoryActivities,
     PlanActivities,
+    TargetActivities,
 )
 
 
@@ -48,5 +50,6 @@ __all__ = [
     "PlanActivities",
     "PreflightActivities",
     "SecurityGroupActivities",
+    "TargetActivities",
     "all_activities",
 ]

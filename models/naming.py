@@ -5,6 +5,8 @@ Workflow and activities both import this module, so it must stay free of I/O.
 
 from __future__ import annotations
 
+import re
+
 PROJECT = "scaleout"
 DEPLOYMENT_TAG = f"{PROJECT}:deployment"
 RESOURCE_TAG = f"{PROJECT}:resource"
@@ -39,8 +41,21 @@ def route_table(availability_zone: str | None) -> str:
     return "rt-private" if availability_zone is None else f"rt-private-{availability_zone}"
 
 
-def instance(index: int) -> str:
-    return f"{APP_GROUP}-{index}"
+def instance(index: int, generation: int = 0) -> str:
+    """`app-<slot>` as first deployed; `app-<slot>-g<n>` for the instance the n-th change of the
+    instances launched into that slot (a replacement is a new resource: it needs its own name)."""
+    return f"{APP_GROUP}-{index}" + (f"-g{generation}" if generation else "")
+
+
+INSTANCE_NAME = re.compile(rf"^{APP_GROUP}-(?P<slot>\d+)(?:-g(?P<generation>\d+))?$")
+
+
+def instance_slot(name: str) -> tuple[int, int] | None:
+    """(slot, generation) of an instance's logical name; None for a name `instance` never makes."""
+    match = INSTANCE_NAME.match(name)
+    if match is None:
+        return None
+    return int(match["slot"]), int(match["generation"] or 0)
 
 
 def listener(port: int) -> str:

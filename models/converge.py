@@ -1,0 +1,219 @@
+"""What converging a live deployment's instances to a spec takes: which instances to launch, which to
+retire, and in which batches. Pure: ConvergeWorkflow (workflows/converge.py) runs what this decides.
+
+Instances live in *slots*: slot `i` of `instances.count` sits in the AZ models/plan.py's
+`instance_zones` gives it (round robin), so scaling keeps the spread. An instance's logical name says
+its slot and generation (`app-1`, then `app-1-g1` for its first replacement; models/naming.py): every
+instance a converge launches gets a generation above every live one, so a replacement never shares a
+logical name (the find-or-create key) with the instance it replaces, and a converge run again after a
+crash finds its own launches by name.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from models import naming
+from models.live import LiveDeployment
+from models.plan import PREFLIGHT, PlannedStep, instance_zones
+from models.resources import DeleteInput, Frozen, Kind
+from models.spec import DeploymentSpec
+
+RETIRE = "retire"
+SCALE_OUT = "scale-out"
+SCALE_IN = "scale-in"
+
+
+class LiveInstance(Frozen):
+    """One running instance of the deployment, as activities/live.py reads it."""
+
+    name: str = Field(description="Logical name (`app-0`, `app-0-g1`, ...).")
+    instance_id: str
+    instance_type: str
+    ami_id: str
+    availability_zone: str
+
+
+class ConvergeInput(Frozen):
+    """The desired spec and what is live: the facts InspectWorkflow reads (`from_live`)."""
+
+    spec: DeploymentSpec = Field(description="The spec to converge to.")
+    target_group_arn: str
+    app_security_group_id: str
+    private_subnet_ids: dict[str, str] = Field(description="AZ -> the deployment's private subnet there.")
+    instances: list[LiveInstance] = Field(description="Every live instance of the deployment.")
+
+    @classmethod
+    def from_live(cls, spec: DeploymentSpec, live: LiveDeployment) -> ConvergeInput:
+        """From InspectWorkflow's answer; the deployment must have its target group, app security
+        group and private subnets (a converge changes instances, nothing under them)."""
+        by_name = {resource.name: resource for resource in live.resources}
+        missing = [name for name in (naming.TARGET_GROUP, naming.APP_SECURITY_GROUP) if name not in by_name]
+        if missing:
+            raise ValueError(f"{live.deployment_id} has no {' and no '.join(missing)}: deploy it first")
+        return cls(
+            spec=spec,
+            target_group_arn=by_name[naming.TARGET_GROUP].id,
+            app_security_group_id=by_name[naming.APP_SECURITY_GROUP].id,
+            private_subnet_ids={s.facts["availability_zone"]: s.id for s in live.of_kind(Kind.SUBNET)},
+            instances=[
+                LiveInstance(
+                    name=i.name,
+                    instance_id=i.id,
+                    instance_type=i.facts["instance_type"],
+                    ami_id=i.facts["ami_id"],
+                    availability_zone=i.facts["availability_zone"],
+                )
+                for i in live.of_kind(Kind.INSTANCE)
+            ],
+        )
+
+
+class Launch(Frozen):
+    name: str
+    slot: int
+    availability_zone: str
+
+
+class Batch(Frozen):
+    """New instances that go into service before the old ones they replace leave it."""
+
+    key: str
+    launch: list[Launch]
+    retire: list[LiveInstance]
+
+
+class ConvergePlan(Frozen):
+    generation: int = Field(description="The generation of every instance this converge launches.")
+    keep: list[LiveInstance] = Field(description="Live instances already as the spec wants them.")
+    scale_in: list[LiveInstance] = Field(
+        description="Drained, then terminated: the spec has no slot for them."
+    )
+    scale_out: list[Launch] = Field(description="Empty slots: launched, registered, healthy.")
+    batches: list[Batch] = Field(description="Outdated instances, replaced batch by batch.")
+
+    @property
+    def changes_nothing(self) -> bool:
+        return not (self.scale_in or self.scale_out or self.batches)
+
+    @property
+    def retiring(self) -> list[LiveInstance]:
+        """Every instance that leaves service; terminated only once the whole change has succeeded."""
+        return [*self.scale_in, *(old for batch in self.batches for old in batch.retire)]
+
+
+def wanted(spec: DeploymentSpec, instance: LiveInstance, availability_zone: str) -> bool:
+    """As the spec wants it: an unpinned AMI accepts whatever AMI it was launched with (as models/diff.py)."""
+    ami = spec.instances.ami_id
+    return (
+        instance.instance_type == spec.instances.instance_type
+        and (ami is None or instance.ami_id == ami)
+        and instance.availability_zone == availability_zone
+    )
+
+
+def converge_plan(request: ConvergeInput) -> ConvergePlan:
+    spec = request.spec
+    zones = instance_zones(spec)
+    slotted = {i.name: naming.instance_slot(i.name) for i in request.instances}
+    generation = 1 + max((s[1] for s in slotted.values() if s is not None), default=0)
+    by_slot: dict[int, list[LiveInstance]] = {}
+    strays = []  # not named by this tool's rule: no slot of the spec is theirs
+    for instance in request.instances:
+        slot = slotted[instance.name]
+        if slot is None or slot[0] >= len(zones):
+            strays.append(instance)
+        else:
+            by_slot.setdefault(slot[0], []).append(instance)
+    keep: list[LiveInstance] = []
+    scale_in: list[LiveInstance] = list(strays)
+    scale_out: list[Launch] = []
+    outdated: list[tuple[LiveInstance, Launch]] = []
+    for slot, az in enumerate(zones):
+        launch = Launch(name=naming.instance(slot, generation), slot=slot, availability_zone=az)
+        newest_first = sorted(by_slot.get(slot, []), key=lambda i: -(slotted[i.name] or (0, 0))[1])
+        current = [i for i in newest_first if wanted(spec, i, az)]
+        serving = (current or newest_first)[:1]
+        scale_in += [i for i in newest_first if i not in serving]  # twins of a slot
+        if not serving:
+            scale_out.append(launch)
+        elif current:
+            keep += serving
+        else:
+            outdated.append((serving[0], launch))
+    size = spec.rollout.batch(len(zones))
+    batches = [
+        Batch(
+            key=f"batch-{number}",
+            launch=[launch for _, launch in outdated[start : start + size]],
+            retire=[old for old, _ in outdated[start : start + size]],
+        )
+        for number, start in enumerate(range(0, len(outdated), size), 1)
+    ]
+    return ConvergePlan(
+        generation=generation, keep=keep, scale_in=scale_in, scale_out=scale_out, batches=batches
+    )
+
+
+def register_step(phase: str) -> str:
+    return f"register-{phase}"
+
+
+def healthy_step(phase: str) -> str:
+    return f"healthy-{phase}"
+
+
+def drain_step(phase: str) -> str:
+    return f"drain-{phase}"
+
+
+def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
+    """The converge's steps in order, for its progress (query, UI, `status`)."""
+    found = [PlannedStep(key=PREFLIGHT, summary="Check the account against the spec")]
+    itype = spec.instances.instance_type
+    if plan.scale_in:
+        names = ", ".join(i.name for i in plan.scale_in)
+        found.append(PlannedStep(key=drain_step(SCALE_IN), summary=f"Deregister and drain {names}"))
+
+    def phase(key: str, launches: list[Launch], retire: list[LiveInstance]) -> None:
+        found.extend(
+            PlannedStep(
+                key=launch.name,
+                summary=f"{itype} instance in {launch.availability_zone}, until running",
+                kind=Kind.INSTANCE,
+            )
+            for launch in launches
+        )
+        found.append(
+            PlannedStep(
+                key=register_step(key), summary=f"Register the {key} instances", kind=Kind.TARGET_REGISTRATION
+            )
+        )
+        found.append(
+            PlannedStep(key=healthy_step(key), summary=f"Wait until the {key} instances are healthy")
+        )
+        if retire:
+            names = ", ".join(i.name for i in retire)
+            found.append(PlannedStep(key=drain_step(key), summary=f"Deregister and drain {names}"))
+
+    if plan.scale_out:
+        phase(SCALE_OUT, plan.scale_out, [])
+    for batch in plan.batches:
+        phase(batch.key, batch.launch, batch.retire)
+    if plan.retiring:
+        names = ", ".join(i.name for i in plan.retiring)
+        found.append(PlannedStep(key=RETIRE, summary=f"Terminate the drained {names}"))
+    return found
+
+
+class ConvergeResult(Frozen):
+    instance_ids: dict[str, str] = Field(description="The fleet now: logical name -> instance id.")
+    launched: list[str] = Field(description="Logical names this converge launched.")
+    terminated: list[str] = Field(description="Instance ids it drained and terminated.")
+
+
+class DrainInput(DeleteInput):
+    """Take exactly these instances (`ids`) out of the target group and wait until they are drained."""
+
+    target_group_arn: str
+    port: int

@@ -1,0 +1,335 @@
+"""Converge a live deployment's instances to a spec with zero downtime: scale out, scale in, and
+rolling replacement with an additional batch, rolled back automatically when any step fails.
+
+The plan (models/converge.py) says which slots get new instances and which instances leave. New
+instances are launched, registered and healthy behind the ALB before any old one is deregistered;
+an old one is deregistered and drained (requests in flight finish) before it is terminated.
+Termination is the one step no compensation can undo, so it is the last, once every new instance is
+healthy and every old one drained: until then a rollback puts the old instances back in service
+(registered and healthy) before it drains and terminates the new ones, and the deployment is back on
+exactly its previous instances. The price: an old instance that a batch drained keeps running (out of
+service) until the whole change has succeeded.
+
+Input: the desired spec and the live facts InspectWorkflow reads (`ConvergeInput.from_live`); a
+parent (the deployment's long-lived workflow) runs it as a child. Unlike a deployment it always waits
+for health: zero downtime rests on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from activities import ComputeActivities, LoadBalancingActivities, PreflightActivities, TargetActivities
+    from models.converge import (
+        RETIRE,
+        SCALE_IN,
+        SCALE_OUT,
+        ConvergeInput,
+        ConvergeResult,
+        DrainInput,
+        Launch,
+        LiveInstance,
+        converge_plan,
+        drain_step,
+        healthy_step,
+        register_step,
+        steps,
+    )
+    from models.plan import PREFLIGHT
+    from models.progress import DeploymentProgress, Phase
+    from models.resources import (
+        Deleted,
+        DeleteInput,
+        Instance,
+        InstanceInput,
+        PreflightInput,
+        PreflightResult,
+        RegisterTargetsInput,
+        ResourceKey,
+        Scope,
+        TargetsHealthyInput,
+        Waiting,
+    )
+    from workflows.graph import gather_settled
+    from workflows.options import activity_options, waiting
+    from workflows.progress import ProgressTracker
+    from workflows.saga import Compensation, Saga, root_message, shielded
+
+T = TypeVar("T")
+
+
+@workflow.defn
+class ConvergeWorkflow:
+    def __init__(self) -> None:
+        self._tracker: ProgressTracker | None = None
+        self._irreversible = False
+
+    @workflow.query
+    def progress(self) -> DeploymentProgress:
+        if self._tracker is None:
+            raise ApplicationError("the converge has not started yet")
+        return self._tracker.progress
+
+    @workflow.run
+    async def run(self, request: ConvergeInput) -> ConvergeResult:
+        self._input, self._spec = request, request.spec
+        self._scope = Scope(
+            deployment_id=self._spec.deployment_id, region=self._spec.region, tags=self._spec.tags
+        )
+        self._plan = converge_plan(request)
+        planned = steps(self._spec, self._plan)
+        self._summaries = {step.key: step.summary for step in planned}
+        self._tracker = ProgressTracker(self._spec.deployment_id, self._spec.region, planned)
+        self._saga = Saga()
+        try:
+            result = await self._converge()
+        except BaseException as err:
+            if not self._irreversible:
+                await shielded(self._roll_back(err))
+            if is_cancelled_exception(err):
+                raise
+            raise self._failure(err) from err
+        self._tracker.phase(Phase.COMPLETED)
+        return result
+
+    # The plan
+
+    async def _converge(self) -> ConvergeResult:
+        plan = self._plan
+        fleet = {i.name: i.instance_id for i in plan.keep}
+        if plan.changes_nothing:
+            return ConvergeResult(instance_ids=fleet, launched=[], terminated=[])
+        pre: PreflightResult = await self._step(
+            PREFLIGHT, PreflightActivities.preflight, PreflightInput(spec=self._spec)
+        )
+        self._tracker.phase(Phase.CREATING)
+        await self._drain(SCALE_IN, plan.scale_in)
+        launched = await self._add(pre, SCALE_OUT, plan.scale_out)
+        for batch in plan.batches:
+            launched |= await self._add(pre, batch.key, batch.launch)
+            await self._drain(batch.key, batch.retire)
+        terminated = await self._retire(plan.retiring)
+        fleet |= {name: instance.instance_id for name, instance in launched.items()}
+        return ConvergeResult(
+            instance_ids=dict(sorted(fleet.items())), launched=sorted(launched), terminated=terminated
+        )
+
+    async def _add(self, pre: PreflightResult, phase: str, launches: list[Launch]) -> dict[str, Instance]:
+        """Launch, register, healthy: only then may old instances leave."""
+        if not launches:
+            return {}
+        launched = dict(await gather_settled(*(self._launch(pre, launch) for launch in launches)))
+        ids = [instance.instance_id for instance in launched.values()]
+        group, port = self._input.target_group_arn, self._spec.app.port
+        step = register_step(phase)
+        self._undo(
+            step,
+            TargetActivities.drain_targets,
+            DrainInput(
+                key=self._key(step), waiting=self._deleting(), ids=ids, target_group_arn=group, port=port
+            ),
+        )
+        request = RegisterTargetsInput(
+            key=self._key(step), target_group_arn=group, instance_ids=ids, port=port
+        )
+        await self._step(step, LoadBalancingActivities.register_targets, request)
+        step = healthy_step(phase)
+        await self._step(
+            step,
+            LoadBalancingActivities.wait_targets_healthy,
+            self._health(step, ids),
+            waiting=self._healthy(),
+        )
+        return launched
+
+    async def _launch(self, pre: PreflightResult, launch: Launch) -> tuple[str, Instance]:
+        self._undo(
+            launch.name,
+            ComputeActivities.terminate_instance,
+            DeleteInput(key=self._key(launch.name), waiting=self._deleting()),
+        )
+        instances, wait = (
+            self._spec.instances,
+            waiting(self._spec.timing, self._spec.timing.instance_timeout_seconds),
+        )
+        request = InstanceInput(
+            key=self._key(launch.name),
+            subnet_id=self._input.private_subnet_ids[launch.availability_zone],
+            security_group_id=self._input.app_security_group_id,
+            ami_id=pre.ami_id,
+            root_device_name=pre.root_device_name,
+            instance_type=instances.instance_type,
+            root_volume_gib=instances.root_volume_gib,
+            app_port=self._spec.app.port,
+            waiting=wait,
+        )
+        return launch.name, await self._step(
+            launch.name, ComputeActivities.launch_instance, request, waiting=wait
+        )
+
+    async def _drain(self, phase: str, leaving: list[LiveInstance]) -> None:
+        """Deregister exactly these instances and wait out the draining; undone by putting them back."""
+        if not leaving:
+            return
+        step, ids = drain_step(phase), [i.instance_id for i in leaving]
+        self._undo(step, TargetActivities.reinstate_targets, self._health(step, ids))
+        request = DrainInput(
+            key=self._key(step),
+            waiting=self._deleting(),
+            ids=ids,
+            target_group_arn=self._input.target_group_arn,
+            port=self._spec.app.port,
+        )
+        await self._step(step, TargetActivities.drain_targets, request, waiting=self._deleting())
+
+    async def _retire(self, leaving: list[LiveInstance]) -> list[str]:
+        """Terminate the drained instances: from here the change goes forward only."""
+        if not leaving:
+            return []
+        self._irreversible = True
+
+        async def terminate(instance: LiveInstance) -> Deleted:
+            request = DeleteInput(
+                key=self._key(instance.name), waiting=self._deleting(), ids=[instance.instance_id]
+            )
+            return await self._execute(
+                ComputeActivities.terminate_instance, request, f"Terminate {instance.name}", self._deleting()
+            )
+
+        ids = [i.instance_id for i in leaving]
+        await self._tracked(
+            RETIRE, lambda: gather_settled(*(terminate(i) for i in leaving)), lambda _: ",".join(ids)
+        )
+        return ids
+
+    # Steps and compensations
+
+    def _key(self, name: str) -> ResourceKey:
+        """Never `known_new`: the deployment exists, and a converge run again must find its launches."""
+        return ResourceKey(scope=self._scope, name=name)
+
+    def _deleting(self) -> Waiting:
+        return waiting(self._spec.timing, self._spec.timing.delete_timeout_seconds)
+
+    def _healthy(self) -> Waiting:
+        return waiting(self._spec.timing, self._spec.timing.targets_healthy_timeout_seconds)
+
+    def _health(self, step: str, ids: list[str]) -> TargetsHealthyInput:
+        return TargetsHealthyInput(
+            key=self._key(step),
+            target_group_arn=self._input.target_group_arn,
+            instance_ids=ids,
+            port=self._spec.app.port,
+            waiting=self._healthy(),
+        )
+
+    def _undo(self, step: str, activity: Callable[..., Any], request: Any) -> None:
+        """Registered before the step it undoes, so a step whose reply was lost is undone too."""
+        self._saga.register(
+            Compensation(
+                step=step, summary=f"Undo: {self._summaries[step]}", activity=activity, request=request
+            )
+        )
+
+    async def _step(
+        self,
+        step: str,
+        activity: Callable[..., Awaitable[T]],
+        request: Any,
+        *,
+        waiting: Waiting | None = None,
+    ) -> T:
+        return await self._tracked(
+            step, lambda: self._execute(activity, request, self._summaries[step], waiting)
+        )
+
+    async def _execute(
+        self,
+        activity: Callable[..., Awaitable[T]],
+        request: Any,
+        summary: str,
+        wait: Waiting | None,
+        *,
+        compensation: bool = False,
+    ) -> T:
+        return await workflow.execute_activity_method(
+            activity,
+            request,
+            summary=summary,
+            **activity_options(self._spec.timing, wait, compensation=compensation),
+        )
+
+    async def _tracked(
+        self, step: str, run: Callable[[], Awaitable[T]], shown: Callable[[T], Any] = lambda result: result
+    ) -> T:
+        tracker = self._tracker
+        assert tracker is not None
+        tracker.started(step)
+        try:
+            result = await run()
+        except BaseException as err:
+            tracker.ended_with(step, err)
+            raise
+        tracker.done(step, shown(result))
+        return result
+
+    async def _roll_back(self, cause: BaseException) -> None:
+        tracker = self._tracker
+        assert tracker is not None
+        cancelled = is_cancelled_exception(cause)
+        tracker.progress.error = None if cancelled else root_message(cause)
+        tracker.phase(Phase.ROLLING_BACK)
+
+        async def compensate(compensation: Compensation) -> None:
+            tracker.compensating(compensation.step)
+            request = self._known(compensation)
+            await self._execute(
+                compensation.activity,
+                request,
+                compensation.summary,
+                getattr(request, "waiting", None),
+                compensation=True,
+            )
+            tracker.compensated(
+                compensation.step, failed_before=compensation.step == tracker.progress.failed_step
+            )
+
+        for compensation, why in await self._saga.unwind(compensate):
+            tracker.left_behind(compensation.step, why)
+        tracker.phase(Phase.CANCELLED if cancelled else Phase.FAILED)
+
+    def _known(self, compensation: Compensation) -> Any:
+        """A delete's request with what the run knows: a launch's instance id, and until when AWS may
+        not show what its step made everywhere (the step's end plus the consistency window)."""
+        request = compensation.request
+        if not isinstance(request, DeleteInput):
+            return request
+        step = self._tracker.step(compensation.step)
+        ids = request.ids or (step.resource_id.split(",") if step.resource_id else [])
+        ended = step.finished_at or workflow.now()
+        window = timedelta(seconds=self._spec.timing.consistency_window_seconds)
+        return request.model_copy(update={"ids": ids, "settled_after": ended + window})
+
+    def _failure(self, err: BaseException) -> ApplicationError:
+        progress = self._tracker.progress
+        step = progress.failed_step or "unknown step"
+        summary = self._summaries.get(step, step)
+        message = f"converging {self._spec.deployment_id}: step '{step}' ({summary}) failed: "
+        message += root_message(err)
+        if self._irreversible:
+            message += (
+                "; every new instance is in service and every old one drained: the deployment runs the "
+                "new spec, and a converge run again terminates what is left of the old instances"
+            )
+        elif progress.left_behind:
+            message += "; rollback could not undo: " + "; ".join(progress.left_behind)
+        else:
+            before = ", ".join(sorted(i.name for i in self._input.instances)) or "none"
+            message += f"; rolled back: the deployment is back on its previous spec (instances {before})"
+        return ApplicationError(message, type="ConvergeFailed", non_retryable=True)
