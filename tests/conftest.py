@@ -27,8 +27,19 @@ def moto_url() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    warm_up(url)
+    yield url
     server.stop()
+
+
+def warm_up(url: str) -> None:
+    """moto builds a region's backends on their first call (EC2: 1.4 s here), longer than a quick
+    step's read timeout under FAST_TIMING (activities/aws_clients.py: 1.9 s); a reset keeps them
+    built. So the session pays it here, not whichever test calls first."""
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    session.client("ec2", endpoint_url=url).describe_vpcs()
+    session.client("elbv2", endpoint_url=url).describe_load_balancers()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,8 +29,9 @@ from tests.test_activities import Account
 from workflows.deploy import DeployWorkflow
 
 AWS_TIMING = TimingSpec()
-"""The default timeouts: a quick step's call may take 30 s, which holds botocore's retries of a read
-(FAST_TIMING's 10 s start-to-close leaves a call one attempt; activities/aws_clients.py)."""
+"""The default timeouts: a quick step's call may take 30 s, which holds all of botocore's retries of
+a throttled read that fails fast (FAST_TIMING's 5 s holds two or three, as the random backoff falls;
+activities/aws_clients.py)."""
 BOTOCORE_READ_ATTEMPTS = call_limits(call_budget_seconds(AWS_TIMING.call_timeout_seconds, None)).attempts
 
 
