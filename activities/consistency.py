@@ -12,14 +12,15 @@ Clients must retry. Two rules follow, both here:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from botocore.exceptions import ClientError
-from temporalio import activity
 
+from activities.aws_clients import attempt_seconds_left
 from activities.errors import is_not_found, not_yet_visible
 from activities.waits import Heartbeats, pause
 from models.resources import Deleted, DeleteInput, Kind
@@ -28,17 +29,17 @@ T = TypeVar("T")
 
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 5.0
-DEADLINE_SHARE = 0.8
-"""Retries stop at this share of the attempt's start-to-close, leaving room to report (or for one
-more call) before Temporal would time the attempt out."""
+NO_DEADLINE_SECONDS = 60.0
+"""How long to retry where the attempt has no start-to-close (none of ours; a safety net)."""
 
 
 def attempt_deadline() -> float:
-    """The monotonic time by which this activity attempt stops retrying not-yet-visible ids."""
-    info = activity.info()
-    budget = info.start_to_close_timeout.total_seconds() if info.start_to_close_timeout else 60.0
-    elapsed = (datetime.now(UTC) - info.started_time).total_seconds()
-    return time.monotonic() + max(budget * DEADLINE_SHARE - max(elapsed, 0.0), 0.0)
+    """The monotonic time by which this activity attempt stops retrying not-yet-visible ids: when
+    its calls must have ended (activities/aws_clients.py), leaving time to report."""
+    left = attempt_seconds_left()
+    if math.isinf(left):
+        left = NO_DEADLINE_SECONDS
+    return time.monotonic() + max(left, 0.0)
 
 
 def until_visible(call: Callable[[], T], what: str, *, until: float | None = None) -> T:
