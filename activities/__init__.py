@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.aws_clients import AwsClients
+from activities.certificates import CertificateActivities
 from activities.compute import ComputeActivities
+from activities.dns import DnsActivities
 from activities.inventory import InventoryActivities
 from activities.load_balancing import LoadBalancingActivities
 from activities.network import NetworkActivities
@@ -21,6 +23,8 @@ ACTIVITY_CLASSES = (
     SecurityGroupActivities,
     LoadBalancingActivities,
     ComputeActivities,
+    CertificateActivities,
+    DnsActivities,
     InventoryActivities,
     PlanActivities,
     TargetActivities,
@@ -43,7 +47,9 @@ def all_activities(aws: AwsClients) -> list[Callable[..., Any]]:
 __all__ = [
     "ACTIVITY_CLASSES",
     "AwsClients",
+    "CertificateActivities",
     "ComputeActivities",
+    "DnsActivities",
     "InventoryActivities",
     "LoadBalancingActivities",
     "NetworkActivities",

@@ -39,6 +39,8 @@ RETRYABLE_CODES = frozenset(
         "Unavailable",
         "DependencyViolation",
         "ResourceInUse",
+        "ResourceInUseException",  # ACM: a certificate a listener still uses (or used seconds ago)
+        "PriorRequestNotComplete",  # Route 53: changes to one zone sent too fast
         "IncorrectState",
         "InvalidGroup.InUse",
         "InvalidNetworkInterface.InUse",
@@ -75,6 +77,7 @@ NOT_YET_VISIBLE = frozenset(
         "SubnetNotFound",  # ELBv2 naming an EC2 subnet
         "InvalidSecurityGroup",  # ELBv2 naming an EC2 security group
         "InvalidTarget",  # ELBv2 RegisterTargets naming an instance
+        "CertificateNotFound",  # ELBv2 CreateListener naming a certificate ACM issued seconds ago
     }
 )
 """What AWS answers for an id it does not know yet. Not the AMI, VPC or public subnets' codes: those
@@ -105,6 +108,8 @@ ADVICE = {
     "DuplicateTargetGroupName": "choose another deployment_id: this name is taken",
     "TooManyLoadBalancers": "delete unused load balancers or ask AWS for a higher quota",
     "Unsupported": "choose availability zones that offer this instance type",
+    "UnsupportedCertificate": "use an ISSUED certificate of the deployment's region that covers the domain",
+    "InvalidChangeBatch": "check the hosted zone's records for the domain (plan lists conflicts)",
 }
 
 

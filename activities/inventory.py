@@ -5,15 +5,27 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.errors import aws_errors
+from activities.certificates import CertificateActivities, validation_record
+from activities.dns import dns_name, is_ours, read_record
+from activities.errors import aws_errors, client_error_code
 from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats, pause
-from models.naming import RESOURCE_TAG, listener, load_balancer_name, target_group_name
-from models.resources import Inventory, Kind, RemainingInput, Resource, Scope
+from models.naming import (
+    ALIAS_RECORD,
+    ALIAS_TAG,
+    HOSTED_ZONE_TAG,
+    RESOURCE_TAG,
+    VALIDATION_RECORD,
+    listener,
+    load_balancer_name,
+    target_group_name,
+)
+from models.resources import DnsRecord, Inventory, Kind, RemainingInput, Resource, Scope
 
 EC2_LOOKUPS: list[tuple[Kind, str, str, str, list[dict[str, Any]]]] = [
     (Kind.SUBNET, "describe_subnets", "Subnets", "SubnetId", []),
@@ -54,6 +66,7 @@ class InventoryActivities:
         instances = all_owned([i for r in reservations for i in r["Instances"]], scope)
         found += [_resource(Kind.INSTANCE, i, i["InstanceId"]) for i in instances]
         found += self._load_balancing(scope)
+        found += self._certificates(scope)
         return Inventory(resources=found)
 
     @activity.defn
@@ -91,7 +104,58 @@ class InventoryActivities:
                     Resource(kind=Kind.LISTENER, name=listener(lsn["Port"]), id=lsn["ListenerArn"])
                     for lsn in listeners
                 ]
+                https = [lsn["ListenerArn"] for lsn in listeners if lsn["Protocol"] == "HTTPS"]
+                found += self._alias_records(scope, item["DNSName"], https)
         return found
+
+    def _alias_records(
+        self, scope: Scope, dns_name_of_alb: str, https_listeners: list[str]
+    ) -> list[Resource]:
+        """The alias record each HTTPS listener's tag names, while it still points at the ALB."""
+        elbv2 = self._aws.elbv2(scope.region)
+        found = []
+        for arn in https_listeners:
+            where = tag_value(tags_of(elbv2, arn), ALIAS_TAG)
+            if where is None:
+                continue
+            zone_id, domain = where.split("/", 1)
+            record = DnsRecord(zone_id=zone_id, name=f"{domain}.", type="A", value=dns_name_of_alb)
+            found += self._if_there(scope, ALIAS_RECORD, record)
+        return found
+
+    def _certificates(self, scope: Scope) -> list[Resource]:
+        """The certificates the deployment requested, and each one's validation record in its zone."""
+        certificates = CertificateActivities(self._aws)
+        try:
+            owned = certificates.owned(scope)
+        except ClientError as err:
+            # An identity without ACM permissions (a policy from before HTTPS) requested no
+            # certificate with this tool either: an HTTP deployment's `down` goes on without.
+            if client_error_code(err) == "AccessDeniedException":
+                return []
+            raise
+        found = []
+        for summary, tags in owned:
+            arn = summary["CertificateArn"]
+            found.append(Resource(kind=Kind.CERTIFICATE, name=tag_value(tags, RESOURCE_TAG) or arn, id=arn))
+            zone_id = tag_value(tags, HOSTED_ZONE_TAG)
+            domain = summary.get("DomainName", "")
+            record = validation_record(certificates.describe(scope.region, arn), domain, zone_id or "")
+            if zone_id and record is not None:
+                found += self._if_there(scope, VALIDATION_RECORD, record)
+        return found
+
+    def _if_there(self, scope: Scope, name: str, record: DnsRecord) -> list[Resource]:
+        route53 = self._aws.client("route53", scope.region)
+        try:
+            item = read_record(route53, record.zone_id, dns_name(record.name), record.type)
+        except ClientError as err:
+            if client_error_code(err) == "NoSuchHostedZone":
+                return []
+            raise
+        if item is None or not is_ours(item, record):
+            return []
+        return [Resource(kind=Kind.DNS_RECORD, name=name, id=record.id)]
 
 
 def _resource(kind: Kind, item: dict[str, Any], resource_id: str) -> Resource:

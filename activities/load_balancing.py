@@ -77,6 +77,34 @@ def tags_of(elbv2: Any, arn: str) -> list[dict[str, str]]:
     return elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"][0].get("Tags", [])
 
 
+def protocol(request: ListenerInput) -> dict[str, Any]:
+    """HTTP, or HTTPS with the request's certificate and TLS policy."""
+    if request.certificate_arn is None:
+        return {"Protocol": "HTTP"}
+    return {
+        "Protocol": "HTTPS",
+        "Certificates": [{"CertificateArn": request.certificate_arn}],
+        "SslPolicy": request.ssl_policy,
+    }
+
+
+def default_action(request: ListenerInput) -> dict[str, Any]:
+    """Forward to the target group, or answer 301 to the same URL over HTTPS."""
+    if request.redirect_to_port is None:
+        return {"Type": "forward", "TargetGroupArn": request.target_group_arn}
+    return {
+        "Type": "redirect",
+        "RedirectConfig": {
+            "Protocol": "HTTPS",
+            "Port": str(request.redirect_to_port),
+            "Host": "#{host}",
+            "Path": "/#{path}",
+            "Query": "#{query}",
+            "StatusCode": "HTTP_301",
+        },
+    }
+
+
 class LoadBalancingActivities:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
@@ -173,7 +201,11 @@ class LoadBalancingActivities:
             "the load balancer to be active",
             LoadBalancerArns=[arn],
         )
-        return LoadBalancer(arn=arn, dns_name=balancer["DNSName"])
+        return LoadBalancer(
+            arn=arn,
+            dns_name=balancer["DNSName"],
+            canonical_hosted_zone_id=balancer.get("CanonicalHostedZoneId"),
+        )
 
     @activity.defn
     @aws_errors
@@ -221,13 +253,13 @@ class LoadBalancingActivities:
             key, lambda: self._listener_on(key.scope.region, request.load_balancer_arn, request.port)
         )
         if listener is None:
-            listener = until_visible(  # the target group may be seconds old
+            listener = until_visible(  # the target group (or the certificate) may be seconds old
                 lambda: self._aws.elbv2(key.scope.region, creates=True).create_listener(
                     LoadBalancerArn=request.load_balancer_arn,
-                    Protocol="HTTP",
                     Port=request.port,
-                    DefaultActions=[{"Type": "forward", "TargetGroupArn": request.target_group_arn}],
-                    Tags=tags_for(key),
+                    DefaultActions=[default_action(request)],
+                    Tags=tags_for(key) + [{"Key": k, "Value": v} for k, v in request.tags.items()],
+                    **protocol(request),
                 )["Listeners"][0],
                 f"target group {request.target_group_arn}",
             )

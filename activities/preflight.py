@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.aws_clients import AwsClients
 from activities.compute import root_device
 from activities.errors import aws_errors, client_error_code, is_not_found
+from activities.https_checks import check_https
 from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import owned_by, tag_value
 from models.naming import DEPLOYMENT_TAG, RESOURCE_TAG, load_balancer_name, private_subnet, target_group_name
@@ -131,13 +132,16 @@ class PreflightActivities:
         problems += self._address_quota_problems(spec, scope)
         name_problems, named = self._names(spec, scope)
         problems += name_problems
+        https = check_https(self._aws, spec, scope)
+        problems += https.problems
         result = PreflightResult(
             vpc_id=vpc["VpcId"],
             vpc_cidr=str(vpc_cidrs[0]),
             public_subnet_ids=public,
             ami_id=ami_id,
             root_device_name=root_device_name,
-            existing=[*self._tagged(ec2, scope), *named],
+            existing=[*self._tagged(ec2, scope), *named, *https.existing],
+            hosted_zone_id=https.hosted_zone_id,
         )
         return problems, result
 

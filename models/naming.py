@@ -22,6 +22,13 @@ APP_SECURITY_GROUP = "sg-app"
 TARGET_GROUP = "tg-app"
 LOAD_BALANCER = "alb"
 APP_GROUP = "app"
+CERTIFICATE = "certificate"
+VALIDATION_RECORD = "dns-validation"
+ALIAS_RECORD = "dns-alias"
+HOSTED_ZONE_TAG = f"{PROJECT}:hosted-zone"
+"""On the certificate we request: the zone of its validation record, so `down` finds the record."""
+ALIAS_TAG = f"{PROJECT}:alias-record"
+"""On the HTTPS listener: `<zone id>/<domain>` of the alias record, so `down` finds the record."""
 
 
 def private_subnet(availability_zone: str) -> str:

@@ -15,6 +15,7 @@ from models.spec import DeploymentSpec, NatMode
 PREFLIGHT = "preflight"
 TARGETS = "targets"
 HEALTHY = "healthy"
+CERTIFICATE_ISSUED = "certificate-issued"
 
 
 class PlannedStep(BaseModel):
@@ -38,6 +39,12 @@ def instance_zones(spec: DeploymentSpec) -> list[str]:
     """Instances spread round-robin over the AZs, as the tutorial puts one in each."""
     zones = spec.availability_zones
     return [zones[i % len(zones)] for i in range(spec.instances.count)]
+
+
+def alb_ports(spec: DeploymentSpec) -> list[int]:
+    """The listener ports the ALB's security group opens: HTTP, and HTTPS when on."""
+    ports = [spec.load_balancer.listener_port]
+    return ports + [spec.https.port] if spec.https else ports
 
 
 def plan(spec: DeploymentSpec) -> list[PlannedStep]:
@@ -75,7 +82,10 @@ def plan(spec: DeploymentSpec) -> list[PlannedStep]:
     steps += [
         PlannedStep(
             key=naming.ALB_SECURITY_GROUP,
-            summary=f"Security group of the ALB: port {spec.load_balancer.listener_port} open",
+            summary="Security group of the ALB: "
+            + ("port " if len(alb_ports(spec)) == 1 else "ports ")
+            + " and ".join(map(str, alb_ports(spec)))
+            + " open",
             kind=Kind.SECURITY_GROUP,
         ),
         PlannedStep(
@@ -102,6 +112,8 @@ def plan(spec: DeploymentSpec) -> list[PlannedStep]:
                 kind=Kind.INSTANCE,
             )
         )
+    http_port = spec.load_balancer.listener_port
+    redirected = spec.https is not None and spec.https.redirect_http
     steps += [
         PlannedStep(
             key=TARGETS,
@@ -109,14 +121,51 @@ def plan(spec: DeploymentSpec) -> list[PlannedStep]:
             kind=Kind.TARGET_REGISTRATION,
         ),
         PlannedStep(
-            key=naming.listener(spec.load_balancer.listener_port),
-            summary=f"Listener on port {spec.load_balancer.listener_port} -> target group",
+            key=naming.listener(http_port),
+            summary=f"Listener on port {http_port} -> "
+            + (f"301 to HTTPS {spec.https.port}" if redirected else "target group"),
             kind=Kind.LISTENER,
         ),
     ]
+    steps += https_steps(spec)
     if spec.wait_for_healthy_targets:
         steps.append(PlannedStep(key=HEALTHY, summary="Wait until every target is healthy"))
     return steps
+
+
+def https_steps(spec: DeploymentSpec) -> list[PlannedStep]:
+    """The certificate (unless the spec brings one), the HTTPS listener and the alias record."""
+    https = spec.https
+    if https is None:
+        return []
+    steps = []
+    if https.certificate_arn is None:
+        steps += [
+            PlannedStep(
+                key=naming.CERTIFICATE,
+                summary=f"ACM certificate for {https.domain}, validated by DNS",
+                kind=Kind.CERTIFICATE,
+            ),
+            PlannedStep(
+                key=naming.VALIDATION_RECORD,
+                summary="The certificate's validation CNAME in the hosted zone",
+                kind=Kind.DNS_RECORD,
+            ),
+            PlannedStep(key=CERTIFICATE_ISSUED, summary="Wait until ACM has issued the certificate"),
+        ]
+    return [
+        *steps,
+        PlannedStep(
+            key=naming.listener(https.port),
+            summary=f"HTTPS listener on port {https.port} ({https.ssl_policy}) -> target group",
+            kind=Kind.LISTENER,
+        ),
+        PlannedStep(
+            key=naming.ALIAS_RECORD,
+            summary=f"Alias record {https.domain} (A) -> the load balancer",
+            kind=Kind.DNS_RECORD,
+        ),
+    ]
 
 
 class PlanReport(BaseModel):

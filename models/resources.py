@@ -86,6 +86,8 @@ class Kind(StrEnum):
     LISTENER = "listener"
     INSTANCE = "instance"
     TARGET_REGISTRATION = "target_registration"
+    CERTIFICATE = "certificate"
+    DNS_RECORD = "dns_record"
 
 
 class Resource(Frozen):
@@ -112,6 +114,10 @@ class PreflightResult(Frozen):
         default=None,
         description="Ids of the deployment's resources that preflight saw (EC2 resources carrying its "
         "tag, its load balancer and target group); None in runs recorded before it looked.",
+    )
+    hosted_zone_id: str | None = Field(
+        default=None,
+        description="With `https`: the Route 53 zone that holds the domain (the spec's, or found).",
     )
 
 
@@ -172,6 +178,8 @@ class LoadBalancerInput(Frozen):
 class LoadBalancer(Frozen):
     arn: str
     dns_name: str
+    canonical_hosted_zone_id: str | None = None
+    """Route 53 zone of the ALB's DNS name, for an alias record to it; None in runs recorded before."""
 
 
 class InstanceInput(Frozen):
@@ -204,6 +212,57 @@ class ListenerInput(Frozen):
     load_balancer_arn: str
     target_group_arn: str
     port: int
+    certificate_arn: str | None = None
+    """Set: an HTTPS listener with this certificate and `ssl_policy`; None: HTTP."""
+    ssl_policy: str | None = None
+    redirect_to_port: int | None = None
+    """Set: the listener answers 301 to https on this port instead of forwarding."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Beside the key's own tags (the HTTPS listener names its alias record for `down`)."""
+
+
+class DnsRecord(Frozen):
+    """One Route 53 record, by everything that identifies it; `value` is an alias's target name."""
+
+    zone_id: str
+    name: str
+    type: str
+    value: str
+
+    @property
+    def id(self) -> str:
+        """The record as one id (progress, rollback, inventory): no part holds a slash."""
+        return "/".join((self.zone_id, self.name, self.type, self.value))
+
+    @classmethod
+    def parse(cls, record_id: str) -> DnsRecord:
+        zone_id, name, type_, value = record_id.split("/")
+        return cls(zone_id=zone_id, name=name, type=type_, value=value)
+
+
+class CertificateInput(Frozen):
+    key: ResourceKey
+    domain: str
+    hosted_zone_id: str
+
+
+class Certificate(Frozen):
+    arn: str
+    validation: DnsRecord
+    """The CNAME that proves the domain to ACM, in the hosted zone."""
+
+
+class RecordInput(Frozen):
+    key: ResourceKey
+    record: DnsRecord
+    alias_zone_id: str | None = None
+    """Set: an alias record to `record.value` in this Route 53 zone (the ALB's canonical zone)."""
+
+
+class CertificateIssuedInput(Frozen):
+    key: ResourceKey
+    certificate_arn: str
+    waiting: Waiting
 
 
 class TargetsHealthyInput(Frozen):
@@ -263,7 +322,8 @@ class DeploymentOutputs(Frozen):
     region: str = Field(description="AWS region of every resource.")
     alb_dns_name: str = Field(description="DNS name of the Application Load Balancer.")
     url: str = Field(
-        description="Where the app answers: `http://<alb_dns_name>`, with the listener port if not 80."
+        description="Where the app answers: `http://<alb_dns_name>`, with the listener port if not 80; "
+        "with `https`: `https://<domain>`, with the HTTPS port if not 443."
     )
     vpc_id: str = Field(description="VPC of the deployment (the default VPC unless the spec names one).")
     ami_id: str = Field(description="AMI the instances run (the spec's, or the one its SSM parameter named).")
@@ -296,7 +356,18 @@ class DeploymentOutputs(Frozen):
         description="Target group of the instances (HTTP, the app port, the health check path)."
     )
     load_balancer_arn: str = Field(description="ARN of the Application Load Balancer.")
-    listener_arn: str = Field(description="ARN of the ALB's HTTP listener, forwarding to the target group.")
+    listener_arn: str = Field(
+        description="ARN of the ALB's HTTP listener, forwarding to the target group (with `https`: "
+        "redirecting to HTTPS, unless `https.redirect_http` is false)."
+    )
+    domain: str | None = Field(None, description="With `https`: the name the app is served at.")
+    certificate_arn: str | None = Field(
+        None,
+        description="With `https`: the ACM certificate of the HTTPS listener (requested, or the spec's).",
+    )
+    https_listener_arn: str | None = Field(
+        None, description="With `https`: ARN of the HTTPS listener, forwarding to the target group."
+    )
     instance_ids: dict[str, str] = Field(
         description="Instance logical name (`app-0`, `app-1`, ..., spread round-robin over the AZs) -> "
         "instance id."

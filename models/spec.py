@@ -26,6 +26,14 @@ TAG_PUNCTUATION = "_.:/=+-@"
 MAX_USER_TAGS = 46
 """AWS allows 50 tags per resource; the project adds up to 4 (Name, deployment, resource, group)."""
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+DEFAULT_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+"""AWS's recommended policy for ALB HTTPS listeners (TLS 1.3 and 1.2): the console's default."""
+DOMAIN_PATTERN = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+)
+CERTIFICATE_ARN_PATTERN = re.compile(
+    r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d):\d{12}:certificate/[0-9a-f-]{36}$"
+)
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 MAX_SECONDS = 365 * 24 * 3600.0
@@ -159,6 +167,57 @@ class LoadBalancerSpec(Strict):
     )
 
 
+class HttpsSpec(Strict):
+    """HTTPS at a domain name: a certificate, a 443 listener, port 80 redirected, an alias record."""
+
+    domain: str = Field(
+        description="Name the app is served at (e.g. api.example.com): the certificate's name and "
+        "the Route 53 alias record to the ALB."
+    )
+    hosted_zone_id: str | None = Field(
+        None,
+        pattern=r"^[A-Z0-9]{1,32}$",
+        description="Public Route 53 hosted zone that holds `domain`; default: the account's zone "
+        "whose name is the longest suffix of `domain`.",
+    )
+    certificate_arn: str | None = Field(
+        None,
+        description="An issued ACM certificate in the spec's region covering `domain`, used instead of "
+        "requesting one (then never deleted); default: request one, validated by DNS.",
+    )
+    port: Port = Field(443, description="Port of the ALB's HTTPS listener.")
+    ssl_policy: str = Field(
+        DEFAULT_SSL_POLICY,
+        pattern=r"^ELBSecurityPolicy-[A-Za-z0-9-]+$",
+        description="TLS policy of the HTTPS listener.",
+    )
+    redirect_http: bool = Field(
+        True, description="The HTTP listener answers 301 to `https://`; false: it keeps forwarding."
+    )
+
+    @field_validator("domain", mode="before")
+    @classmethod
+    def _domain(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        name = value.strip().lower().removesuffix(".")
+        if not DOMAIN_PATTERN.match(name):
+            raise ValueError(
+                f"{value!r} is not a domain name (e.g. api.example.com: letters, digits, inner "
+                "hyphens, at least two labels, no wildcard)"
+            )
+        return name
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate_arn(cls, value: str | None) -> str | None:
+        if value is not None and not CERTIFICATE_ARN_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)"
+            )
+        return value
+
+
 class TimingSpec(Strict):
     """Poll intervals and limits: seconds on AWS, milliseconds on moto."""
 
@@ -194,6 +253,11 @@ class TimingSpec(Strict):
         description="A crashed worker is noticed within this time. In a step that waits, one AWS call "
         "may take a quarter of it (timeouts, retries and backoff included), so no call outlives a "
         "missed heartbeat; at least 2 (a local stand-in), 20 or more on AWS.",
+    )
+    certificate_timeout_seconds: PositiveSeconds = Field(
+        7200.0,
+        description="The requested certificate to be issued once its DNS validation record exists "
+        "(minutes on AWS, sometimes far longer); the wait survives worker restarts.",
     )
     pause_timeout_seconds: PositiveSeconds = Field(
         86400.0, description="With `on_failure: pause`, roll back if nobody decides within this time."
@@ -252,6 +316,9 @@ class DeploymentSpec(Strict):
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     app: AppSpec = Field(default_factory=AppSpec)
     load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
+    https: HttpsSpec | None = Field(
+        None, description="Serve the app over HTTPS at a domain name; off (plain HTTP) by default."
+    )
     wait_for_healthy_targets: bool = Field(
         True, description="Finish only when every target passes its health check."
     )
@@ -333,6 +400,25 @@ class DeploymentSpec(Strict):
                         f"private subnet {subnet.cidr} is outside the default VPC's "
                         f"{DEFAULT_VPC_CIDR}; pick a range inside it (e.g. 172.31.112.0/20)"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _https(self) -> DeploymentSpec:
+        https = self.https
+        if https is None:
+            return self
+        if https.port == self.load_balancer.listener_port:
+            raise ValueError(
+                f"https.port and load_balancer.listener_port are both {https.port}; give each "
+                "listener its own port (443 and 80)"
+            )
+        match = CERTIFICATE_ARN_PATTERN.match(https.certificate_arn or "")
+        if match and match["region"] != self.region:
+            raise ValueError(
+                f"https.certificate_arn is in {match['region']}, the deployment in {self.region}; an "
+                "ALB uses certificates of its own region only: import or request it in "
+                f"{self.region}, or leave certificate_arn unset to have one requested"
+            )
         return self
 
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import get_args
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -22,18 +23,26 @@ from models.spec import DeploymentSpec  # noqa: E402
 
 
 def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Each setting; a section (a nested model) as its settings, an optional one also as itself."""
     found = []
-    defaults = model().model_dump(mode="json")
     for name, field in model.model_fields.items():
         annotation = field.annotation
         path = f"{prefix}{name}"
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found += rows(annotation, f"{path}.")
             continue
-        default = json.dumps(defaults[name])
+        default = (
+            "required"
+            if field.is_required()
+            else json.dumps(to_jsonable_python(field.get_default(call_default_factory=True)))
+        )
         kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         kind = str(annotation).replace("typing.", "") if kind == "list" or " | " in str(annotation) else kind
         found.append((path, kind, default, field.description or ""))
+        optional = type(None) in get_args(annotation)
+        sections = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        for section in sections if optional else []:
+            found += rows(section, f"{path}.")
     return found
 
 
@@ -60,7 +69,10 @@ def output_rows() -> list[tuple[str, str, str]]:
 
 def outputs_table() -> str:
     lines = [OUTPUTS_HEADER, "|---|---|---|"]
-    lines += [f"| `{name}` | {kind} | {description} |" for name, kind, description in output_rows()]
+    lines += [
+        f"| `{name}` | {kind.replace(' | ', ' or ')} | {description} |"
+        for name, kind, description in output_rows()
+    ]
     return "\n".join(lines)
 
 

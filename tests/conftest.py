@@ -6,9 +6,11 @@ other's state. Nothing here reaches the network: the AWS endpoint and dummy cred
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import boto3
+import moto.settings
 import pytest
 from moto.server import ThreadedMotoServer
 from temporalio.client import Client
@@ -22,8 +24,18 @@ from tests.support.workers import running_worker
 REGION = "ap-northeast-2"
 
 
+ACM_VALIDATION_WAIT_SECONDS = 1
+"""moto issues a certificate this long after its request (its default, 60 s, would stall every HTTPS
+test); whole seconds: moto reads the setting as an int."""
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    # moto reads MOTO_ACM_VALIDATION_WAIT when first imported: the server here is in this process and
+    # imported already, so its setting is set directly; the variable is for moto servers started later
+    # by processes this session starts.
+    os.environ["MOTO_ACM_VALIDATION_WAIT"] = str(ACM_VALIDATION_WAIT_SECONDS)
+    moto.settings.ACM_VALIDATION_WAIT = ACM_VALIDATION_WAIT_SECONDS
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

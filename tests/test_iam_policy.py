@@ -21,9 +21,12 @@ from models.resources import Scope, TeardownInput
 from models.spec import DeploymentSpec
 from tests.support.aws_calls import ActionRecorder, AwsCall
 from tests.support.faults import InjectedFault
+from tests.support.https import hosted_zone, https_spec
 from tests.support.iam_policy import (
+    HTTPS_POLICY_PATH,
     POLICY_PATH,
     as_list,
+    both_policies,
     granted_actions,
     load_policy,
     requires_request_tag,
@@ -42,6 +45,8 @@ IMPLICIT_ACTIONS = {
     "ec2:CreateAction); the worker never sends a CreateTags request",
     "elasticloadbalancing:AddTags": "ELB authorizes the Tags of CreateLoadBalancer/CreateTargetGroup/"
     "CreateListener as AddTags (condition elasticloadbalancing:CreateAction); no AddTags request is sent",
+    "acm:AddTagsToCertificate": "ACM authorizes the Tags of RequestCertificate as AddTagsToCertificate; "
+    "no AddTagsToCertificate request is sent",
     "iam:CreateServiceLinkedRole": "CreateLoadBalancer creates the AWSServiceRoleForElasticLoadBalancing "
     "role as the caller the first time an account gets a load balancer; moto has no such role",
 }
@@ -97,11 +102,13 @@ def listing(actions: Iterable[str]) -> str:
     return ", ".join(sorted(actions)) or "none"
 
 
-def test_policy_document_is_well_formed():
-    text = POLICY_PATH.read_text()
-    policy = load_policy()
-    assert structure_problems(policy, text) == []
-    assert set(IMPLICIT_ACTIONS) <= granted_actions(policy), "an implicit action the policy does not grant"
+@pytest.mark.parametrize("path", [POLICY_PATH, HTTPS_POLICY_PATH], ids=lambda path: path.stem)
+def test_policy_document_is_well_formed(path):
+    assert structure_problems(load_policy(path), path.read_text()) == []
+    granted = granted_actions(both_policies())
+    assert set(IMPLICIT_ACTIONS) <= granted, "an implicit action the policies do not grant"
+    https_actions = granted_actions(load_policy(HTTPS_POLICY_PATH))
+    assert all(a.startswith(("acm:", "route53:")) for a in https_actions)  # HTTPS's own, and only it
 
 
 def test_structure_check_names_what_iam_would_refuse():
@@ -157,8 +164,13 @@ def test_recorder_names_services_it_cannot_map_to_iam():
 
 async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client, ec2):
     recorder = ActionRecorder()
+    zone_id = hosted_zone()
     before = inventory()
     single, per_az, failing = fast_spec(), fast_spec(nat_mode="per_az"), fast_spec(nat_mode="per_az")
+    https_found_zone, https_named_zone = (
+        https_spec("a.example.com"),
+        https_spec("b.example.com", hosted_zone_id=zone_id),
+    )
 
     async def single_nat_deploy_repair_teardown(worker: Worker) -> None:
         await deploy(client, worker, single)
@@ -185,17 +197,23 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
         with pytest.raises(WorkflowFailureError):
             await deploy(client, worker, failing)
 
+    async def https_deploys_teardowns(worker: Worker) -> None:
+        for spec in (https_found_zone, https_named_zone):
+            await deploy(client, worker, spec)
+            await teardown(client, worker, spec)
+
     health_fault = InjectedFault("elbv2", "DescribeTargetHealth", occurrences={1})
     await run_with_worker(client, recorder, single_nat_deploy_repair_teardown)
     await run_with_worker(client, recorder, per_az_deploy_teardown)
     await run_with_worker(client, recorder, late_failure_rolls_back, health_fault)
+    await run_with_worker(client, recorder, https_deploys_teardowns)
 
     assert health_fault.failed == 1  # the rollback path really ran, after everything was created
     assert inventory() == before  # teardowns and the rollback removed everything: their calls were made
     assert recorder.unknown_services == set(), "add these botocore services to IAM_PREFIXES"
     assert {"ec2:ReplaceRoute", "elasticloadbalancing:DeregisterTargets"} <= recorder.actions
 
-    policy = load_policy()
+    policy = both_policies()
     called, granted = recorder.actions, granted_actions(policy)
     missing = called - granted
     unused = granted - called - set(IMPLICIT_ACTIONS)

@@ -20,7 +20,9 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities import (
+        CertificateActivities,
         ComputeActivities,
+        DnsActivities,
         LoadBalancingActivities,
         NetworkActivities,
         PreflightActivities,
@@ -28,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models import naming
     from models.plan import (
+        CERTIFICATE_ISSUED,
         HEALTHY,
         PREFLIGHT,
         TARGETS,
@@ -38,8 +41,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.progress import DeploymentProgress, Phase, StepState
     from models.resources import (
+        Certificate,
+        CertificateInput,
+        CertificateIssuedInput,
         DeleteInput,
         DeploymentOutputs,
+        DnsRecord,
         ElasticIp,
         IngressRule,
         Instance,
@@ -51,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         NatGatewayInput,
         PreflightInput,
         PreflightResult,
+        RecordInput,
         RegisterTargetsInput,
         Resource,
         ResourceKey,
@@ -85,6 +93,8 @@ COMPENSATIONS: dict[Kind, Callable[..., Any]] = {
     Kind.LISTENER: LoadBalancingActivities.delete_listener,
     Kind.INSTANCE: ComputeActivities.terminate_instance,
     Kind.TARGET_REGISTRATION: LoadBalancingActivities.deregister_targets,
+    Kind.CERTIFICATE: CertificateActivities.delete_certificate,
+    Kind.DNS_RECORD: DnsActivities.delete_record,
 }
 """The delete activity of each kind: rollback and teardown share them."""
 
@@ -178,10 +188,16 @@ class DeployWorkflow:
         instances = graph.add(self._instances(pre, subnets, app_sg, routes))
         registered = graph.add(self._register(instances, target_group))
         listener = graph.add(self._listener(balancer, target_group))
+        https = None
+        if spec.https is not None:  # no such steps without it: earlier histories replay as they ran
+            certificate = graph.add(self._certificate(pre))
+            https_listener = graph.add(self._https_listener(pre, balancer, target_group, certificate))
+            graph.add(self._alias_record(pre, balancer, https_listener))
+            https = (certificate, https_listener)
         graph.add(self._healthy(instances, target_group, registered, listener, routes))
         await graph.run()
         return self._outputs(
-            pre, subnets, nats, routes, alb_sg, app_sg, target_group, balancer, listener, instances
+            pre, subnets, nats, routes, alb_sg, app_sg, target_group, balancer, listener, instances, https
         )
 
     def _outputs(
@@ -196,17 +212,21 @@ class DeployWorkflow:
         balancer: asyncio.Task[LoadBalancer],
         listener: asyncio.Task[str],
         instances: asyncio.Task[dict[str, Instance]],
+        https: tuple[asyncio.Task[str], asyncio.Task[str]] | None = None,
     ) -> DeploymentOutputs:
         """The finished steps' results as the documented outputs (models/resources.py)."""
         spec = self._spec
         eips, nat_ids = nats.result()
         lb = balancer.result()
         port = spec.load_balancer.listener_port
+        url = f"http://{lb.dns_name}" + ("" if port == 80 else f":{port}")
+        if spec.https is not None:
+            url = f"https://{spec.https.domain}" + ("" if spec.https.port == 443 else f":{spec.https.port}")
         return DeploymentOutputs(
             deployment_id=spec.deployment_id,
             region=spec.region,
             alb_dns_name=lb.dns_name,
-            url=f"http://{lb.dns_name}" + ("" if port == 80 else f":{port}"),
+            url=url,
             vpc_id=pre.vpc_id,
             ami_id=pre.ami_id,
             private_subnet_ids=subnets.result(),
@@ -220,6 +240,9 @@ class DeployWorkflow:
             load_balancer_arn=lb.arn,
             listener_arn=listener.result(),
             instance_ids={name: i.instance_id for name, i in instances.result().items()},
+            domain=spec.https.domain if spec.https else None,
+            certificate_arn=https[0].result() if https else None,
+            https_listener_arn=https[1].result() if https else None,
             resources=self._tracker.created_resources(),
         )
 
@@ -288,10 +311,14 @@ class DeployWorkflow:
         return {zone: table_id for served in tables for zone, table_id in served.items()}
 
     async def _alb_security_group(self, pre: PreflightResult) -> str:
-        lb = self._spec.load_balancer
-        rule = IngressRule(port=lb.listener_port, cidr=str(lb.allowed_cidr), description="HTTP to the ALB")
+        lb, https = self._spec.load_balancer, self._spec.https
+        rules = [IngressRule(port=lb.listener_port, cidr=str(lb.allowed_cidr), description="HTTP to the ALB")]
+        if https is not None:
+            rules.append(
+                IngressRule(port=https.port, cidr=str(lb.allowed_cidr), description="HTTPS to the ALB")
+            )
         return await self._security_group(
-            naming.ALB_SECURITY_GROUP, pre, "Load balancer: HTTP from the allowed range", rule
+            naming.ALB_SECURITY_GROUP, pre, "Load balancer: HTTP from the allowed range", *rules
         )
 
     async def _app_security_group(self, pre: PreflightResult, alb_sg: asyncio.Task[str]) -> str:
@@ -305,10 +332,10 @@ class DeployWorkflow:
         )
 
     async def _security_group(
-        self, name: str, pre: PreflightResult, description: str, rule: IngressRule
+        self, name: str, pre: PreflightResult, description: str, *rules: IngressRule
     ) -> str:
         request = SecurityGroupInput(
-            key=self._key(name), vpc_id=pre.vpc_id, description=description, ingress=[rule]
+            key=self._key(name), vpc_id=pre.vpc_id, description=description, ingress=list(rules)
         )
         created: Resource = await self._create(name, SecurityGroupActivities.create_security_group, request)
         return created.id
@@ -392,13 +419,85 @@ class DeployWorkflow:
 
     async def _listener(self, balancer: asyncio.Task[LoadBalancer], target_group: asyncio.Task[str]) -> str:
         lb, group_arn = await balancer, await target_group
-        port = self._spec.load_balancer.listener_port
+        port, https = self._spec.load_balancer.listener_port, self._spec.https
         name = naming.listener(port)
         request = ListenerInput(
-            key=self._key(name), load_balancer_arn=lb.arn, target_group_arn=group_arn, port=port
+            key=self._key(name),
+            load_balancer_arn=lb.arn,
+            target_group_arn=group_arn,
+            port=port,
+            redirect_to_port=https.port if https and https.redirect_http else None,
         )
         created: Resource = await self._create(name, LoadBalancingActivities.create_listener, request)
         return created.id
+
+    # HTTPS (only with the spec's `https` section)
+
+    async def _certificate(self, pre: PreflightResult) -> str:
+        """The certificate's ARN once it is issued: the spec's own, or one requested and validated."""
+        https = self._spec.https
+        assert https is not None and pre.hosted_zone_id is not None
+        if https.certificate_arn is not None:
+            return https.certificate_arn
+        request = CertificateInput(
+            key=self._key(naming.CERTIFICATE), domain=https.domain, hosted_zone_id=pre.hosted_zone_id
+        )
+        certificate: Certificate = await self._create(
+            naming.CERTIFICATE, CertificateActivities.request_certificate, request
+        )
+        record = certificate.validation
+        await self._create(
+            naming.VALIDATION_RECORD,
+            DnsActivities.create_record,
+            RecordInput(key=self._key(naming.VALIDATION_RECORD), record=record),
+            known_ids=[record.id],
+        )
+        timing = self._spec.timing
+        wait = waiting(timing, timing.certificate_timeout_seconds)
+        issued = CertificateIssuedInput(
+            key=self._key(naming.CERTIFICATE), certificate_arn=certificate.arn, waiting=wait
+        )
+        await self._step(
+            CERTIFICATE_ISSUED, CertificateActivities.wait_certificate_issued, issued, waiting=wait
+        )
+        return certificate.arn
+
+    async def _https_listener(
+        self,
+        pre: PreflightResult,
+        balancer: asyncio.Task[LoadBalancer],
+        target_group: asyncio.Task[str],
+        certificate: asyncio.Task[str],
+    ) -> str:
+        https = self._spec.https
+        assert https is not None
+        lb, group_arn, certificate_arn = await balancer, await target_group, await certificate
+        name = naming.listener(https.port)
+        request = ListenerInput(
+            key=self._key(name),
+            load_balancer_arn=lb.arn,
+            target_group_arn=group_arn,
+            port=https.port,
+            certificate_arn=certificate_arn,
+            ssl_policy=https.ssl_policy,
+            tags={naming.ALIAS_TAG: f"{pre.hosted_zone_id}/{https.domain}"},
+        )
+        created: Resource = await self._create(name, LoadBalancingActivities.create_listener, request)
+        return created.id
+
+    async def _alias_record(
+        self, pre: PreflightResult, balancer: asyncio.Task[LoadBalancer], https_listener: asyncio.Task[str]
+    ) -> None:
+        """Published once the name answers over HTTPS: the alias waits for the HTTPS listener."""
+        https = self._spec.https
+        assert https is not None and pre.hosted_zone_id is not None
+        lb = await balancer
+        await https_listener
+        record = DnsRecord(zone_id=pre.hosted_zone_id, name=f"{https.domain}.", type="A", value=lb.dns_name)
+        request = RecordInput(
+            key=self._key(naming.ALIAS_RECORD), record=record, alias_zone_id=lb.canonical_hosted_zone_id
+        )
+        await self._create(naming.ALIAS_RECORD, DnsActivities.create_record, request, known_ids=[record.id])
 
     async def _healthy(
         self,
@@ -432,8 +531,19 @@ class DeployWorkflow:
         """A create's key: known to be new while nothing of the deployment existed at preflight."""
         return ResourceKey(scope=self._scope, name=name, known_new=self._nothing_existed)
 
-    async def _create(self, step: str, activity: Callable[..., Any], request: Any, **kw: Any) -> Any:
-        """A forward step whose compensation is registered before it starts."""
+    async def _create(
+        self,
+        step: str,
+        activity: Callable[..., Any],
+        request: Any,
+        *,
+        known_ids: list[str] | None = None,
+        **kw: Any,
+    ) -> Any:
+        """A forward step whose compensation is registered before it starts.
+
+        `known_ids`: what the resource's id will be, known before the step (a DNS record's identity):
+        the compensation deletes it even if the step's reply is lost."""
         kind = self._plan[step].kind
         assert kind is not None
         timing = self._spec.timing
@@ -445,6 +555,7 @@ class DeployWorkflow:
                 request=DeleteInput(
                     key=ResourceKey(scope=self._scope, name=step),
                     waiting=waiting(timing, timing.delete_timeout_seconds),
+                    ids=known_ids or [],
                 ),
             )
         )
@@ -520,7 +631,14 @@ class DeployWorkflow:
         window = timedelta(seconds=self._spec.timing.consistency_window_seconds)
         return compensation.request.model_copy(
             update={
-                "ids": step.resource_id.split(",") if step.resource_id else [],
+                "ids": list(
+                    dict.fromkeys(
+                        [
+                            *compensation.request.ids,
+                            *(step.resource_id.split(",") if step.resource_id else []),
+                        ]
+                    )
+                ),
                 "settled_after": ended + window,
             }
         )

@@ -33,7 +33,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import root_message
 
 DELETE_ORDER = [
+    Kind.DNS_RECORD,
     Kind.LISTENER,
+    Kind.CERTIFICATE,
     Kind.LOAD_BALANCER,
     Kind.INSTANCE,
     Kind.TARGET_GROUP,

@@ -17,7 +17,13 @@ from typing import Any
 
 import boto3
 
-IAM_PREFIXES = {"ec2": "ec2", "elbv2": "elasticloadbalancing", "ssm": "ssm"}
+IAM_PREFIXES = {
+    "ec2": "ec2",
+    "elbv2": "elasticloadbalancing",
+    "ssm": "ssm",
+    "acm": "acm",
+    "route53": "route53",
+}
 """botocore service name -> IAM action prefix. For these services the IAM action is the API operation's
 name; a service missing here is reported by name rather than guessed."""
 

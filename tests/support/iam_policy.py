@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
+HTTPS_POLICY_PATH = POLICY_PATH.with_name("iam-policy-https.json")
+"""Attached beside the first only for deployments with `https` (ACM and Route 53)."""
 MANAGED_POLICY_LIMIT = 6144
 """IAM's size limit for a customer managed policy, counted without whitespace."""
 
@@ -18,6 +20,12 @@ STATEMENT_KEYS = {"Sid", "Effect", "Action", "Resource", "Condition"}
 
 def load_policy(path: Path = POLICY_PATH) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+def both_policies() -> dict[str, Any]:
+    """What a worker that deploys HTTPS holds: both documents' statements."""
+    statements = [*load_policy()["Statement"], *load_policy(HTTPS_POLICY_PATH)["Statement"]]
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def as_list(value: str | list[str]) -> list[str]:

@@ -13,6 +13,7 @@ REGION = "ap-northeast-2"
 def inventory(region: str = REGION) -> dict[str, set[str]]:
     ec2 = boto3.client("ec2", region_name=region)
     elbv2 = boto3.client("elbv2", region_name=region)
+    acm = boto3.client("acm", region_name=region)
     balancers = elbv2.describe_load_balancers()["LoadBalancers"]
     instances = [
         i
@@ -21,6 +22,8 @@ def inventory(region: str = REGION) -> dict[str, set[str]]:
         if i["State"]["Name"] != "terminated"
     ]
     return {
+        "certificates": {c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]},
+        "dns_records": dns_records(),
         "subnets": {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]},
         "addresses": {a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]},
         "nat_gateways": {
@@ -40,6 +43,19 @@ def inventory(region: str = REGION) -> dict[str, set[str]]:
             for lsn in elbv2.describe_listeners(LoadBalancerArn=b["LoadBalancerArn"])["Listeners"]
         },
     }
+
+
+def dns_records() -> set[str]:
+    """Every record of every hosted zone (Route 53 is global), as zone/name/type/value."""
+    route53 = boto3.client("route53", region_name=REGION)
+    found = set()
+    for zone in route53.list_hosted_zones()["HostedZones"]:
+        records = route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+        for item in records:
+            target = (item.get("AliasTarget") or {}).get("DNSName")
+            values = [target] if target else [r["Value"] for r in item.get("ResourceRecords", [])]
+            found.add(f"{zone['Id']}/{item['Name']}/{item['Type']}/{','.join(sorted(values))}")
+    return found
 
 
 def counts(region: str = REGION) -> dict[str, int]:
