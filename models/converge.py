@@ -169,7 +169,9 @@ def drain_step(phase: str) -> str:
 
 def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
     """The converge's steps in order, for its progress (query, UI, `status`)."""
-    found = [PlannedStep(key=PREFLIGHT, summary="Check the account against the spec")]
+    found = []
+    if plan.scale_out or plan.batches:  # checks what launches need
+        found.append(PlannedStep(key=PREFLIGHT, summary="Check the account against the spec"))
     itype = spec.instances.instance_type
     if plan.scale_in:
         names = ", ".join(i.name for i in plan.scale_in)

@@ -105,9 +105,7 @@ class ConvergeWorkflow:
         fleet = {i.name: i.instance_id for i in plan.keep}
         if plan.changes_nothing:
             return ConvergeResult(instance_ids=fleet, launched=[], terminated=[])
-        pre: PreflightResult = await self._step(
-            PREFLIGHT, PreflightActivities.preflight, PreflightInput(spec=self._spec)
-        )
+        pre = await self._preflight() if plan.scale_out or plan.batches else None
         self._tracker.phase(Phase.CREATING)
         await self._drain(SCALE_IN, plan.scale_in)
         launched = await self._add(pre, SCALE_OUT, plan.scale_out)
@@ -120,9 +118,16 @@ class ConvergeWorkflow:
             instance_ids=dict(sorted(fleet.items())), launched=sorted(launched), terminated=terminated
         )
 
-    async def _add(self, pre: PreflightResult, phase: str, launches: list[Launch]) -> dict[str, Instance]:
+    async def _preflight(self) -> PreflightResult:
+        """Only before launches: the AMI (the spec's, or its parameter's today) and the instance type
+        offered in every AZ, checked before anything changes."""
+        return await self._step(PREFLIGHT, PreflightActivities.preflight, PreflightInput(spec=self._spec))
+
+    async def _add(
+        self, pre: PreflightResult | None, phase: str, launches: list[Launch]
+    ) -> dict[str, Instance]:
         """Launch, register, healthy: only then may old instances leave."""
-        if not launches:
+        if not launches or pre is None:
             return {}
         launched = dict(await gather_settled(*(self._launch(pre, launch) for launch in launches)))
         ids = [instance.instance_id for instance in launched.values()]
