@@ -202,6 +202,32 @@ async def test_permanent_failure_mid_rollout_restores_the_previous_instances_exa
     assert min(left for _, left in capacity.left_in_service) >= 2
 
 
+@pytest.mark.soak
+@pytest.mark.parametrize(
+    ("service", "operation", "occurrence"),
+    [
+        ("elbv2", "RegisterTargets", 2),  # the second batch's registration
+        ("elbv2", "DeregisterTargets", 2),  # the second batch's old instance leaving
+        ("elbv2", "DescribeTargetHealth", 3),  # a health wait
+    ],
+)
+async def test_permanent_failure_at_each_kind_of_step_restores_the_previous_instances(
+    client, worker, aws, service, operation, occurrence
+):
+    fault = InjectedFault(service, operation, occurrences=set()).install(aws.session)
+    spec = fast_spec()
+    await deploy(client, worker, spec)
+    before = await asyncio.to_thread(inventory)
+    fault.occurrences = {fault.calls + occurrence}
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await converge(client, worker, changed(spec, instance_type="t3.micro"))
+
+    assert fault.failed == 1
+    assert "back on its previous spec (instances app-0, app-1)" in failure.value.cause.message
+    assert await asyncio.to_thread(inventory) == before
+
+
 # With the data plane: the ALB answers, health checks are real, deregistered targets drain
 
 
