@@ -233,6 +233,7 @@ async def test_permanent_failure_at_each_kind_of_step_restores_the_previous_inst
 
 @pytest.fixture
 def dataplane(moto_url: str, tmp_path: Path) -> Iterator[RunningDataPlane]:
+    """As tests/test_dataplane.py's, whose `aws` fixture this module's moto tests must not take."""
     with running_dataplane(moto_url, tmp_path / "dataplane.log") as plane:
         yield plane
 
