@@ -109,7 +109,13 @@ def operation_of(model: Any) -> tuple[str, str]:
     return model.service_model.service_name, model.name
 
 
-PERMANENT_CODES = {"ec2": "UnauthorizedOperation", "elbv2": "AccessDenied", "ssm": "AccessDeniedException"}
+PERMANENT_CODES = {
+    "ec2": "UnauthorizedOperation",
+    "elbv2": "AccessDenied",
+    "ssm": "AccessDeniedException",
+    "acm": "AccessDeniedException",
+    "route53": "AccessDenied",
+}
 """What each service answers a caller who lacks the permission: an error no retry can fix."""
 
 

@@ -49,6 +49,8 @@ class Refusal:
     code: str
     message: str
     finders: tuple[Finder, ...]
+    id_of: Callable[[dict[str, Any]], str | None] | None = None
+    """Where the resource's id is when it is not a top-level parameter (`id_param` then names it)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,30 @@ def listeners_forwarding_to(aws: StrictAws, group_arn: str) -> list[str]:
     return found
 
 
+def certificate_not_issued(aws: StrictAws, certificate_arn: str) -> list[str]:
+    """ELBv2 takes only an ISSUED certificate for an HTTPS listener; moto takes a pending one."""
+    try:
+        status = aws.acm.describe_certificate(CertificateArn=certificate_arn)["Certificate"]["Status"]
+    except aws.acm.exceptions.ResourceNotFoundException:
+        return []  # moto's own answer (CertificateNotFound) stands
+    return [] if status == "ISSUED" else [f"status {status}"]
+
+
+def listeners_using_certificate(aws: StrictAws, certificate_arn: str) -> list[str]:
+    """ACM refuses to delete a certificate a listener uses; moto deletes it."""
+    return [
+        listener["ListenerArn"]
+        for balancer in aws.elbv2.describe_load_balancers()["LoadBalancers"]
+        for listener in aws.elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+        if certificate_arn in {c["CertificateArn"] for c in listener.get("Certificates", [])}
+    ]
+
+
+def listener_certificate(params: dict[str, Any]) -> str | None:
+    certificates = params.get("Certificates") or [{}]
+    return certificates[0].get("CertificateArn") if params.get("Protocol") == "HTTPS" else None
+
+
 def subnets_associated(aws: StrictAws, table_id: str) -> list[str]:
     tables = aws.ec2.describe_route_tables(Filters=[{"Name": "route-table-id", "Values": [table_id]}])
     return [
@@ -246,6 +272,24 @@ REFUSALS = (
         (listeners_forwarding_to,),
     ),
     Refusal(
+        "elbv2",
+        "CreateListener",
+        "Certificates",
+        "UnsupportedCertificate",
+        "The certificate '{id}' must have a fully-qualified domain name, a supported signature, and a "
+        "supported key size.",
+        (certificate_not_issued,),
+        id_of=listener_certificate,
+    ),
+    Refusal(
+        "acm",
+        "DeleteCertificate",
+        "CertificateArn",
+        "ResourceInUseException",
+        "Certificate {id} in use.",
+        (listeners_using_certificate,),
+    ),
+    Refusal(
         "ec2",
         "DeleteRouteTable",
         "RouteTableId",
@@ -310,6 +354,7 @@ class StrictAws:
         plain = boto3.Session()
         self.ec2 = plain.client("ec2", region_name=region)
         self.elbv2 = plain.client("elbv2", region_name=region)
+        self.acm = plain.client("acm", region_name=region)
         self.polls, self.seconds, self.linger_refusals = polls, seconds, linger_refusals
         self.refused: Counter[tuple[str, str]] = Counter()
         """(operation, code) -> how many calls were refused."""
@@ -371,7 +416,8 @@ class StrictAws:
 
     def _refusal(self, rule: Refusal) -> Callable[..., Any]:
         def refuse(context: dict[str, Any], **_: Any) -> Any:
-            resource_id = context.get(PARAMS, {}).get(rule.id_param)
+            params = context.get(PARAMS, {})
+            resource_id = rule.id_of(params) if rule.id_of else params.get(rule.id_param)
             if not resource_id:
                 return None
             found = self.dependants(rule, resource_id)
