@@ -88,6 +88,14 @@ def _instance_status(real: str, shown: str) -> Transition:
     )  # fmt: skip
 
 
+def _set_certificate(item: dict[str, Any], state: str) -> None:
+    item["Status"] = state
+
+
+def _certificate(parsed: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    return [parsed["Certificate"]] if "Certificate" in parsed else []
+
+
 TRANSITIONS: dict[str, tuple[Transition, ...]] = {
     "nat_available": (_nat("available", "pending"),),
     "nat_deleted": (_nat("deleted", "deleting"),),
@@ -104,6 +112,17 @@ TRANSITIONS: dict[str, tuple[Transition, ...]] = {
     ),
     "instance_running": (_instance("running", "pending"), _instance_status("running", "pending")),
     "instance_terminated": (_instance("terminated", "shutting-down"),),
+    "certificate_issued": (
+        Transition(
+            "after-call.acm.DescribeCertificate",
+            _certificate,
+            lambda i: i["CertificateArn"],
+            lambda i: i.get("Status", ""),
+            _set_certificate,
+            "ISSUED",
+            "PENDING_VALIDATION",
+        ),  # fmt: skip
+    ),
     "target_healthy": (
         Transition(
             "after-call.elbv2.DescribeTargetHealth",
