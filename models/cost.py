@@ -49,7 +49,28 @@ def estimate(spec: DeploymentSpec) -> CostEstimate:
         load_balancers=1,
         alb_zones=len(spec.availability_zones),
     )
-    return estimate_standing(standing, spec.region)
+    estimate = estimate_standing(standing, spec.region)
+    return with_https(estimate) if spec.https is not None else estimate
+
+
+def with_https(estimate: CostEstimate) -> CostEstimate:
+    """What `https` adds bills nothing by the hour: ACM's public certificates are free, an alias
+    record to an ALB is free to query, and the hosted zone is the user's already."""
+    lines = [
+        CostLine(
+            item="ACM public certificate", quantity=1, hourly_usd=prices.HOURLY_USD["acm_public_certificate"]
+        ),
+        CostLine(
+            item="Route 53 alias record to the ALB", quantity=1, hourly_usd=prices.HOURLY_USD["alias_record"]
+        ),
+    ]
+    notes = [
+        f"the hosted zone is yours already (about ${prices.HOSTED_ZONE_MONTH_USD:.2f} a month), not counted; "
+        "queries of the alias record are free"
+    ]
+    return estimate.model_copy(
+        update={"lines": [*estimate.lines, *lines], "notes": [*estimate.notes, *notes]}
+    )
 
 
 def estimate_live(live: LiveDeployment, root_volume_gib: int) -> CostEstimate:

@@ -16,6 +16,8 @@ HOURLY_USD = {
     "load_balancer": 0.0225,
     "load_balancer_lcu": 0.008,
     "public_ipv4_address": 0.005,
+    "acm_public_certificate": 0.0,
+    "alias_record": 0.0,
 }
 """Per resource-hour. An ALB holds one public IPv4 address per AZ; each NAT gateway holds its EIP."""
 
@@ -34,3 +36,6 @@ INSTANCE_HOURLY_USD = {
 }
 
 GP3_GIB_MONTH_USD = 0.0912
+
+HOSTED_ZONE_MONTH_USD = 0.50
+"""A Route 53 hosted zone (the first 25); `https` uses the user's own, so it is a note, not a line."""

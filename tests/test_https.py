@@ -17,11 +17,14 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from activities import AwsClients
+from activities.planning import PlanActivities
 from activities.preflight import FACTS
-from models.naming import DEPLOYMENT_TAG
+from models.cost import estimate
+from models.naming import ALIAS_RECORD, CERTIFICATE, DEPLOYMENT_TAG, VALIDATION_RECORD
 from models.plan import CERTIFICATE_ISSUED, plan
-from models.resources import DeploymentOutputs, Scope, TeardownInput
+from models.resources import DeploymentOutputs, Kind, PreflightInput, Scope, TeardownInput
 from models.spec import DEFAULT_SSL_POLICY, DeploymentSpec
+from tests.support.attempts import attempt_environment
 from tests.support.faults import OperationFaults
 from tests.support.https import DOMAIN, REGION, hosted_zone, https_spec, user_record
 from tests.support.inventory import added, inventory
@@ -111,6 +114,24 @@ async def test_https_deployment_topology(client, worker, strict: StrictAws, elbv
     opened = {(p["FromPort"], r["CidrIp"]) for p in group["IpPermissions"] for r in p.get("IpRanges", [])}
     assert opened == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
     assert strict.refused == {}  # nothing was tried before its time
+
+    report = attempt_environment().run(
+        PlanActivities(AwsClients(boto3.Session())).plan, PreflightInput(spec=spec)
+    )
+    assert report.problems == []  # the alias record at the domain is there, and it is ours
+    found = {(r.kind, r.name) for r in report.existing}
+    assert {
+        (Kind.CERTIFICATE, CERTIFICATE),
+        (Kind.DNS_RECORD, VALIDATION_RECORD),
+        (Kind.DNS_RECORD, ALIAS_RECORD),
+    } <= found
+
+
+def test_plan_prices_what_https_adds():
+    plain, https = estimate(DeploymentSpec()), estimate(https_spec())
+    added_lines = {line.item: line.hourly_usd for line in https.lines[len(plain.lines) :]}
+    assert added_lines == {"ACM public certificate": 0.0, "Route 53 alias record to the ALB": 0.0}
+    assert https.hourly_usd == plain.hourly_usd and any("hosted zone" in note for note in https.notes)
 
 
 async def test_down_removes_everything_of_ours_and_nothing_the_user_brought(
