@@ -129,18 +129,38 @@ def diff(spec: DeploymentSpec, live: LiveDeployment) -> list[ResourceAction]:
         return refused
     by_name: dict[str, list[LiveResource]] = {}
     for resource in live.resources:
-        by_name.setdefault(resource.name, []).append(resource)
+        by_name.setdefault(_slot_name(resource), []).append(resource)
     actions: list[ResourceAction] = []
     for want in desired(spec):
         found = by_name.pop(want.name, [])
         if not found:
             actions.append(ResourceAction(name=want.name, kind=want.kind, action=Action.CREATE))
             continue
+        if want.kind is Kind.INSTANCE:
+            found = _serving_first(want, found)
         actions.append(compare(want, found[0]))
         actions += [_delete(twin, "a second resource under this name (a twin)") for twin in found[1:]]
     for leftovers in by_name.values():
         actions += [_delete(resource, "the spec no longer asks for it") for resource in leftovers]
     return actions
+
+
+def _slot_name(resource: LiveResource) -> str:
+    """An instance counts for its slot whatever its generation (`app-1-g2` is slot 1's instance after
+    two rolling replacements), as ConvergeWorkflow launches and keeps them (models/converge.py)."""
+    slot = naming.instance_slot(resource.name) if resource.kind is Kind.INSTANCE else None
+    return naming.instance(slot[0]) if slot is not None else resource.name
+
+
+def _serving_first(want: Desired, found: list[LiveResource]) -> list[LiveResource]:
+    """The slot's instance the converge keeps (one as wanted, else the newest generation) first; any
+    other is a twin of the slot, which the converge drains and terminates."""
+
+    def rank(live: LiveResource) -> tuple[bool, int]:
+        generation = (naming.instance_slot(live.name) or (0, 0))[1]
+        return compare(want, live).action is not Action.UNCHANGED, -generation
+
+    return sorted(found, key=rank)
 
 
 def compare(want: Desired, live: LiveResource) -> ResourceAction:
@@ -161,7 +181,12 @@ def compare(want: Desired, live: LiveResource) -> ResourceAction:
     else:
         action, reason = Action.UNCHANGED, None
     return ResourceAction(
-        name=want.name, kind=want.kind, action=action, id=live.id, changes=changes, reason=reason
+        name=live.name if want.kind is Kind.INSTANCE else want.name,
+        kind=want.kind,
+        action=action,
+        id=live.id,
+        changes=changes,
+        reason=reason,
     )
 
 

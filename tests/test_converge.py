@@ -21,7 +21,8 @@ from temporalio.worker import Worker
 from activities import AwsClients
 from activities.user_data import server_source
 from models.converge import ConvergeInput, ConvergeResult
-from models.live import InspectInput
+from models.diff import Action, diff
+from models.live import InspectInput, LiveDeployment
 from models.resources import DeploymentOutputs, Scope
 from models.spec import DeploymentSpec
 from tests.support.dataplane import RunningDataPlane, running_dataplane
@@ -73,14 +74,24 @@ class Capacity:
         return min(left for ids, left in self.left_in_service if ids & leaving)
 
 
-async def converge(client: Client, worker: Worker, spec: DeploymentSpec) -> ConvergeResult:
-    """As the deployment's workflow will: read what is live, then converge it to `spec`."""
-    live = await client.execute_workflow(
+async def inspect(client: Client, worker: Worker, spec: DeploymentSpec) -> LiveDeployment:
+    return await client.execute_workflow(
         InspectWorkflow.run,
         InspectInput(scope=Scope(deployment_id=spec.deployment_id, region=spec.region), timing=spec.timing),
         id=f"inspect-{spec.deployment_id}-{uuid.uuid4()}",
         task_queue=worker.task_queue,
     )
+
+
+async def plan_changes(client: Client, worker: Worker, spec: DeploymentSpec) -> dict[str, Action]:
+    """What `plan` would show for `spec` now: every resource not unchanged, by name."""
+    actions = diff(spec, await inspect(client, worker, spec))
+    return {a.name: a.action for a in actions if a.action is not Action.UNCHANGED}
+
+
+async def converge(client: Client, worker: Worker, spec: DeploymentSpec) -> ConvergeResult:
+    """As the deployment's workflow will: read what is live, then converge it to `spec`."""
+    live = await inspect(client, worker, spec)
     return await client.execute_workflow(
         ConvergeWorkflow.run,
         ConvergeInput.from_live(spec, live),
@@ -134,6 +145,7 @@ async def test_scale_out_then_in_spreads_over_the_azs_and_removes_exactly_the_ex
     live = fleet(elbv2, ec2, out)
     assert set(live) == four and all(registered for _, _, registered in live.values())
     assert sorted(az for _, az, _ in live.values()) == ["ap-northeast-2a"] * 2 + ["ap-northeast-2c"] * 2
+    assert await plan_changes(client, worker, changed(spec, count=4)) == {}  # app-2-g1 is slot 2's
 
     narrower = await converge(
         client, worker, spec.model_copy(update={"instances": spec.instances.model_copy(update={"count": 1})})
@@ -170,6 +182,9 @@ async def test_rolling_replacement_keeps_capacity_and_leaves_only_the_new_instan
     # replacement was healthy, so three targets stayed in service at every deregistration.
     assert len([ids for ids, _ in capacity.left_in_service if ids & old]) == 2
     assert capacity.lowest(old) >= 3
+    # `plan` with the same spec: app-N-g1 holds slot N, nothing to create or delete.
+    assert await plan_changes(client, worker, target) == {}
+    assert await plan_changes(client, worker, spec) == dict.fromkeys(result.instance_ids, Action.REPLACE)
 
     again = await converge(client, worker, target)  # converged: nothing to do
     assert again.instance_ids == result.instance_ids and again.launched == again.terminated == []

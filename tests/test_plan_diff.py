@@ -157,6 +157,38 @@ def test_a_twin_under_one_name_is_deleted():
     assert actions["app-0"].action is Action.DELETE
 
 
+def renamed(live: LiveDeployment, names: dict[str, str]) -> LiveDeployment:
+    resources = [r.model_copy(update={"name": names.get(r.name, r.name)}) for r in live.resources]
+    return live.model_copy(update={"resources": resources})
+
+
+def test_replaced_instances_hold_their_slots_whatever_their_generation():
+    spec = DeploymentSpec()
+    live = renamed(live_of(spec), {"app-0": "app-0-g1", "app-1": "app-1-g3"})
+    actions = diff(spec, live)
+    assert {a.action for a in actions} == {Action.UNCHANGED}
+    assert [a.name for a in actions if a.kind is Kind.INSTANCE] == ["app-0-g1", "app-1-g3"]
+    smaller = changed(diff(spec_with(instances={"count": 1}), live))  # slot 1 is beyond the count
+    assert {name: a.action for name, a in smaller.items()} == {"app-1-g3": Action.DELETE}
+
+
+def test_a_slot_with_two_generations_keeps_the_wanted_one_and_deletes_the_other():
+    """As a converge interrupted mid-batch leaves it: the converge keeps the one as wanted."""
+    spec = DeploymentSpec()
+    live = live_of(spec)
+    old = LiveResource(kind=Kind.INSTANCE, name="app-0-g1", id="i-old", facts={"instance_type": "t3.micro"})
+    live = live.model_copy(update={"resources": [*live.resources, old]})
+    actions = changed(diff(spec, live))
+    assert list(actions) == ["app-0-g1"] and actions["app-0-g1"].action is Action.DELETE
+    newer = old.model_copy(update={"name": "app-0-g2", "id": "i-new", "facts": {"instance_type": "t2.micro"}})
+    live = live.model_copy(update={"resources": [*live.resources, newer]})
+    actions = changed(diff(spec, live))
+    assert {name: (a.action, a.id) for name, a in actions.items()} == {
+        "app-0": (Action.DELETE, "id-app-0"),
+        "app-0-g1": (Action.DELETE, "i-old"),
+    }
+
+
 def test_nothing_live_is_all_creates():
     spec = DeploymentSpec()
     empty = LiveDeployment(deployment_id=spec.deployment_id, region="us-east-1")
