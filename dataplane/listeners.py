@@ -8,8 +8,9 @@ that does not answer within the idle timeout: 504.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from dataplane.groups import Target
 from dataplane.serving import Handler, Reply, Server, relay
@@ -43,11 +44,36 @@ TIMED_OUT = error_page(504, "Gateway Time-out")
 
 
 class ListenerServer(Server):
-    def __init__(self, port: int, listener_port: int, upstream: Callable[[], Upstream | None]) -> None:
-        """`listener_port`: the listener's port in AWS (X-Forwarded-Port); `upstream`: its group now."""
+    def __init__(
+        self,
+        port: int,
+        listener_port: int,
+        upstream: Callable[[], Upstream | None],
+        *,
+        tls: ssl.SSLContext | None = None,
+        redirect: Callable[[], tuple[int, int] | None] | None = None,
+    ) -> None:
+        """`listener_port`: the listener's port in AWS (X-Forwarded-Port); `upstream`: its group now;
+        `tls`: serve HTTPS with this context; `redirect`: (status, local port of the HTTPS listener it
+        names) when the listener redirects instead of forwarding."""
         super().__init__(port, _ListenerHandler)
         self.listener_port = listener_port
         self.upstream = upstream
+        self.tls = tls
+        self.redirect = redirect
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """The TLS handshake in the request's own thread: a slow client holds up no one else."""
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # a client that does not speak TLS (or left): nothing to answer
+        super().finish_request(request, client_address)
 
 
 class _ListenerHandler(Handler):
@@ -55,6 +81,10 @@ class _ListenerHandler(Handler):
 
     def handle_request(self) -> None:
         body = self.body()
+        target = self.server.redirect() if self.server.redirect else None
+        if target is not None:
+            self.reply(self._redirect(*target))
+            return
         upstream = self.server.upstream()
         target = upstream.choose() if upstream is not None else None
         if upstream is None or target is None:
@@ -65,6 +95,15 @@ class _ListenerHandler(Handler):
         finally:
             upstream.release(target)
 
+    def _redirect(self, status: int, local_port: int) -> Reply:
+        """As the ALB answers (`https://#{host}:#{port}/#{path}?#{query}`), with the local port of the
+        listener it names."""
+        host = (self.headers.get("Host") or "127.0.0.1").rsplit(":", 1)[0]
+        location = f"https://{host}:{local_port}{self.path}"
+        title = "Moved Permanently" if status == 301 else "Found"
+        page = error_page(status, title)
+        return Reply(status, [*page.headers, ("Location", location)], page.body)
+
     def _forward(self, upstream: Upstream, target: Target, body: bytes) -> Reply:
         port = upstream.local_port(target)
         if port is None:
@@ -73,7 +112,7 @@ class _ListenerHandler(Handler):
         forwarded_for = ", ".join(filter(None, [self.headers.get("X-Forwarded-For"), client]))
         headers = [(k, v) for k, v in self.end_to_end() if k.lower() not in FORWARDED] + [
             ("X-Forwarded-For", forwarded_for),
-            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Proto", "https" if self.server.tls else "http"),
             ("X-Forwarded-Port", str(self.server.listener_port)),
         ]
         try:

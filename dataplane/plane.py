@@ -24,6 +24,7 @@ from dataplane.changes import Change, Kind
 from dataplane.groups import Target, TargetGroup
 from dataplane.health import CHECKS_DISABLED, NOT_IN_USE, NOT_REGISTERED, STOPPED, Health
 from dataplane.listeners import ListenerServer
+from dataplane.tls import LocalCertificates
 from dataplane.truth import Account, Balancer, Group, Listener, MotoView
 
 GONE_STATES = {"shutting-down", "terminated"}
@@ -53,6 +54,7 @@ class DataPlane:
         self._refreshing = threading.Lock()
         self._stop = threading.Event()
         self._workdir = Path(tempfile.mkdtemp(prefix="dataplane-"))
+        self._certificates = LocalCertificates(self._workdir)
         self.apps = AppFleet(settings.node, self._workdir, settings.boot_delay * settings.time_scale)
         self._accounts: set[Account] = set()
         self._instances: dict[str, tuple[Account, Instance]] = {}
@@ -192,14 +194,34 @@ class DataPlane:
 
     def _serve(self, listener: Listener) -> ListenerServer:
         taken = {server.port for server in self._servers.values()}
+        tls = self._certificates.context(listener.domain) if listener.domain else None
+        redirect = (lambda arn=listener.arn: self._redirect(arn)) if listener.redirect else None
         for port in [p for p in self.settings.listener_ports or () if p not in taken] + [0]:
             try:
-                server = ListenerServer(port, listener.port, lambda arn=listener.arn: self._upstream(arn))
+                server = ListenerServer(
+                    port,
+                    listener.port,
+                    lambda arn=listener.arn: self._upstream(arn),
+                    tls=tls,
+                    redirect=redirect,
+                )
             except OSError:
                 continue  # taken by another program: the next one
             server.start()
             return server
         raise AssertionError("unreachable: port 0 always binds")
+
+    def _redirect(self, listener_arn: str) -> tuple[int, int] | None:
+        """(status, local port) of the listener a redirecting listener names; None: not served here."""
+        with self._lock:
+            listener = self._listeners.get(listener_arn)
+            if listener is None or listener.redirect is None:
+                return None
+            for other in self._listeners.values():
+                if other.balancer_arn == listener.balancer_arn and other.port == listener.redirect.port:
+                    server = self._servers.get(other.arn)
+                    return (listener.redirect.status, server.port) if server else None
+            return None
 
     def _upstream(self, listener_arn: str) -> TargetGroup | None:
         with self._lock:
@@ -310,13 +332,18 @@ class DataPlane:
             }
             for target, health in (group.described() if group else [])
         ]
-        return {
+        described = {
             "port": listener.port,
             "protocol": listener.protocol,
             "url": server.url if server else None,
             "target_group_arn": listener.target_group_arn,
             "targets": targets,
         }
+        if listener.redirect:
+            described["redirect"] = {"port": listener.redirect.port, "status": listener.redirect.status}
+        if listener.domain:
+            described |= {"domain": listener.domain, "ca_file": str(self._certificates.ca_file)}
+        return described
 
     def instances(self) -> dict[str, Any]:
         apps = self.apps.describe()

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from dataplane.apps import Instance
 from dataplane.health import HealthCheck
@@ -47,6 +47,17 @@ class Listener:
     protocol: str
     target_group_arn: str | None
     """The default action's target group (the first, for a weighted forward); None: it forwards nowhere."""
+    redirect: Redirect | None = None
+    """The default action's redirect to HTTPS, if that is what it does."""
+    domain: str | None = None
+    """An HTTPS listener's: its ACM certificate's name, for the certificate served locally."""
+
+
+@dataclass(frozen=True)
+class Redirect:
+    port: int
+    """The listener port it sends clients to (on the same load balancer)."""
+    status: int
 
 
 @dataclass(frozen=True)
@@ -129,9 +140,25 @@ class MotoView:
                 return []
             raise
         return [
-            Listener(lsn["ListenerArn"], balancer_arn, lsn["Port"], lsn["Protocol"], _forwarded(lsn))
+            Listener(
+                lsn["ListenerArn"],
+                balancer_arn,
+                lsn["Port"],
+                lsn["Protocol"],
+                _forwarded(lsn),
+                _redirect(lsn),
+                self._domain(account, lsn) if lsn["Protocol"] == "HTTPS" else None,
+            )
             for lsn in found
         ]
+
+    def _domain(self, account: Account, listener: dict[str, Any]) -> str:
+        arn = (listener.get("Certificates") or [{}])[0].get("CertificateArn")
+        try:
+            certificate = self.client("acm", account).describe_certificate(CertificateArn=arn)["Certificate"]
+        except (ClientError, ParamValidationError):
+            return "localhost"  # not an ACM certificate moto knows (IAM, or gone): still served
+        return certificate.get("DomainName") or "localhost"
 
     def groups(self, account: Account, arns: list[str] | None = None) -> list[Group]:
         elbv2 = self.client("elbv2", account)
@@ -180,6 +207,17 @@ def _forwarded(listener: dict[str, Any]) -> str | None:
         groups = action.get("ForwardConfig", {}).get("TargetGroups", [])
         if groups:
             return groups[0]["TargetGroupArn"]
+    return None
+
+
+def _redirect(listener: dict[str, Any]) -> Redirect | None:
+    """A redirect to HTTPS (the only kind the data plane serves); `#{port}` keeps the port."""
+    for action in listener.get("DefaultActions", []):
+        config = action.get("RedirectConfig", {})
+        if action.get("Type") == "redirect" and config.get("Protocol") in ("HTTPS", "#{protocol}"):
+            port = config.get("Port", "#{port}")
+            status = 301 if config.get("StatusCode", "HTTP_301") == "HTTP_301" else 302
+            return Redirect(listener["Port"] if port == "#{port}" else int(port), status)
     return None
 
 
