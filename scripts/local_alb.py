@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -17,9 +18,12 @@ from typing import Any
 DEFAULT_ENDPOINT = "http://127.0.0.1:5100"
 
 
-def get(url: str) -> tuple[int, str]:
+def get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
+    """Redirects followed (port 80 of an HTTPS deployment redirects to 443); `context` trusts the data
+    plane's local CA."""
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with opener.open(url, timeout=30) as response:
             return response.status, response.read().decode(errors="replace").strip()
     except urllib.error.HTTPError as err:
         with err:
@@ -44,12 +48,14 @@ def show(endpoint: str, requests: int = 4) -> int:
         print("node is not installed here, so the instances run no app: the load balancer answers 502")
     failed = 0
     for dns_name, balancer in balancers.items():
+        ca_files = {lsn["ca_file"] for lsn in balancer["listeners"] if lsn.get("ca_file")}
+        context = ssl.create_default_context(cafile=ca_files.pop()) if ca_files else None
         for listener in balancer["listeners"]:
             url = listener["url"]
             states = ", ".join(f"{t['id']} {t['state']}" for t in listener["targets"]) or "no targets"
             print(f"ALB {dns_name}:{listener['port']} answers locally at {url} ({states})")
             for _ in range(requests):
-                status, body = get(url)
+                status, body = get(url, context)
                 failed += status != 200
                 print(f"  GET {url}/ -> {status} {body[:200]}")
     return 1 if failed else 0

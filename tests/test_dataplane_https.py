@@ -10,6 +10,7 @@ import socket
 import ssl
 from urllib.parse import urlsplit
 
+from scripts import local_alb
 from tests.support.https import DOMAIN, hosted_zone, https_spec
 from tests.test_dataplane import aws, dataplane  # noqa: F401 - the fixtures, through the data plane
 from tests.test_deploy_workflow import deploy
@@ -55,3 +56,4 @@ async def test_local_alb_serves_https_with_a_local_certificate_and_redirects_htt
     status, headers, _ = await asyncio.to_thread(get, http["url"] + "/health?x=1")
     assert status == 301 and http["redirect"] == {"port": 443, "status": 301}
     assert headers["Location"] == https["url"] + "/health?x=1"
+    assert await asyncio.to_thread(local_alb.show, dataplane.url, 2) == 0  # what `make demo` prints: all 200
