@@ -1,0 +1,167 @@
+"""The long-lived deployment's state and messages (workflows/deployment.py): what it carries from one
+run to the next through continue-as-new, what `up` and `down` answer, and which changes it applies.
+
+Pure: the validator of `up` and the CLI use the same rules before anything changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from models.converge import ConvergeResult
+from models.diff import APPLIED_BY_UP, REPLACE_THE_DEPLOYMENT, Action, ResourceAction
+from models.resources import DeploymentOutputs, Kind, Resource, TeardownResult
+from models.spec import DeploymentSpec, TimingSpec
+
+
+def workflow_id(deployment_id: str) -> str:
+    return f"deployment-{deployment_id}"
+
+
+class DeploymentPhase(StrEnum):
+    """The deployment as a whole (the `DeploymentPhase` search attribute of its workflow)."""
+
+    NEW = "new"
+    """Nothing applied yet by this workflow."""
+    CREATING = "creating"
+    CONVERGING = "converging"
+    READY = "ready"
+    """Live, on `spec`; the last operation may still have failed (and rolled back to it)."""
+    FAILED = "failed"
+    """The create failed: nothing of the spec is in service."""
+    TEARING_DOWN = "tearing_down"
+    DELETED = "deleted"
+
+
+class Operation(StrEnum):
+    CREATE = "create"
+    """A new deployment: DeployWorkflow as the child `deploy-<id>`."""
+    CONVERGE = "converge"
+    """A live deployment changed: InspectWorkflow, then ConvergeWorkflow."""
+    NONE = "none"
+    """The spec asks for what is live: nothing ran."""
+    TEARDOWN = "teardown"
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    """The operation's own rollback ran: the deployment is on its previous spec (or gone, for a create)."""
+    REFUSED = "refused"
+    """Nothing was changed: the change is one this workflow cannot apply (the message says why)."""
+    CANCELLED = "cancelled"
+    """Stopped by `down` (it rolled itself back first)."""
+
+
+class OperationResult(BaseModel):
+    """What `up` answers, and what the state remembers of the last operation."""
+
+    operation: Operation
+    outcome: Outcome
+    workflow_id: str | None = Field(None, description="The child workflow that ran it.")
+    message: str | None = None
+    outputs: DeploymentOutputs | None = Field(None, description="The deployment's outputs afterwards.")
+    converge: ConvergeResult | None = None
+    refused: list[ResourceAction] = Field(default_factory=list)
+    finished_at: datetime | None = None
+
+
+class DeploymentState(BaseModel):
+    """Everything a run needs to go on: the input of the first run and of every continued one."""
+
+    deployment_id: str
+    region: str = Field(description="Where its resources live (a spec that moves it is refused).")
+    spec: DeploymentSpec | None = Field(None, description="The spec the deployment runs now, once applied.")
+    outputs: DeploymentOutputs | None = None
+    phase: DeploymentPhase = DeploymentPhase.NEW
+    last: OperationResult | None = None
+    operations: int = Field(0, description="Operations run so far, over the whole chain of runs.")
+    adopted_from: str | None = Field(
+        None, description="A standalone `deploy-<id>` workflow whose deployment this one took over."
+    )
+    requested: DeploymentSpec | None = Field(
+        None,
+        description="Only in a first run's input: a spec to apply at once, without an `up` update "
+        "(`starter.py up --no-wait` starts the workflow so, which needs no worker to answer).",
+    )
+
+    @property
+    def timing(self) -> TimingSpec:
+        return self.spec.timing if self.spec else TimingSpec()
+
+
+class DownRequest(BaseModel):
+    region: str | None = Field(None, description="Only when the state does not know it (adoption).")
+    timing: TimingSpec | None = None
+
+
+class DownResult(BaseModel):
+    deployment_id: str
+    outcome: Outcome
+    message: str | None = None
+    teardown: TeardownResult | None = None
+    cancelled: str | None = Field(None, description="The operation `down` stopped first, if any.")
+
+
+class DeploymentStatus(BaseModel):
+    """The `status` query: the state, and the operation running now (its child workflow's id)."""
+
+    state: DeploymentState
+    running: Operation | None = None
+    running_spec: DeploymentSpec | None = Field(None, description="The spec the running operation applies.")
+    child_workflow_id: str | None = None
+
+
+CONVERGED_KINDS = {Kind.INSTANCE}
+"""What ConvergeWorkflow changes on a live deployment (create, delete, replace); anything else the
+spec changes is refused with exit 5 until converge learns it (NAT mode, in-place updates)."""
+
+
+def not_applicable(actions: list[ResourceAction]) -> list[ResourceAction]:
+    """The diff's actions neither a create nor a converge applies."""
+    return [
+        action
+        for action in actions
+        if action.action not in APPLIED_BY_UP
+        and not (action.kind in CONVERGED_KINDS and action.action is not Action.REFUSED)
+    ]
+
+
+def needs_create(actions: list[ResourceAction]) -> bool:
+    """A resource other than an instance is missing: the create (find-or-create) completes it."""
+    return any(a.action is Action.CREATE and a.kind not in CONVERGED_KINDS for a in actions)
+
+
+def moved(current: DeploymentSpec, desired: DeploymentSpec) -> list[str]:
+    """What the spec changes that no operation can: checked offline by `up`'s validator."""
+    found = []
+    if desired.region != current.region:
+        found.append(f"region {current.region} -> {desired.region}")
+    if desired.vpc_id != current.vpc_id:
+        found.append(f"vpc_id {current.vpc_id or 'default'} -> {desired.vpc_id or 'default'}")
+    before = {s.availability_zone: str(s.cidr) for s in current.private_subnets}
+    after = {s.availability_zone: str(s.cidr) for s in desired.private_subnets}
+    found += [
+        f"private subnet CIDR in {az} {before[az]} -> {cidr}"
+        for az, cidr in after.items()
+        if az in before and before[az] != cidr
+    ]
+    return found
+
+
+def refused_move(deployment_id: str, changes: list[str]) -> str:
+    return (
+        f"{deployment_id} cannot change {'; '.join(changes)}: its resources belong there for life; "
+        f"{REPLACE_THE_DEPLOYMENT}. Nothing was changed."
+    )
+
+
+def with_fleet(outputs: DeploymentOutputs, result: ConvergeResult) -> DeploymentOutputs:
+    """The outputs after a converge: its fleet instead of the instances before it."""
+    resources = [r for r in outputs.resources if r.kind is not Kind.INSTANCE]
+    resources += [Resource(kind=Kind.INSTANCE, name=n, id=i) for n, i in result.instance_ids.items()]
+    return outputs.model_copy(update={"instance_ids": dict(result.instance_ids), "resources": resources})

@@ -1,0 +1,247 @@
+"""DeploymentWorkflow (`deployment-<id>`) on the Temporal dev server with real boto3 calls on moto: `up`
+by update-with-start creates, then converges (scale out and in, with the exact inventory each time);
+an `up` during an operation is rejected; `down` during a rollout cancels it (the rollout rolls back)
+and tears down; the run chain continues as new between operations; a deployment made by a standalone
+`deploy-<id>` run is adopted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import boto3
+import pytest
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+from models.deployment import (
+    DeploymentPhase,
+    DeploymentState,
+    DownRequest,
+    Operation,
+    OperationResult,
+    Outcome,
+    workflow_id,
+)
+from models.spec import DeploymentSpec
+from tests.support.inventory import added, inventory
+from tests.support.specs import fast_spec
+from tests.support.waiting import eventually
+from tests.test_converge import changed, fleet
+from tests.test_deploy_workflow import deploy
+from workflows.converge import ConvergeWorkflow
+from workflows.deployment import DeploymentWorkflow
+
+MAX_EVENTS_PER_RUN = 60
+"""The entity's own runs: an operation is a few child workflow events, never its activities."""
+
+
+def start_operation(
+    spec: DeploymentSpec, worker: Worker, state: DeploymentState | None = None
+) -> WithStartWorkflowOperation:
+    return WithStartWorkflowOperation(
+        DeploymentWorkflow.run,
+        state or DeploymentState(deployment_id=spec.deployment_id, region=spec.region),
+        id=workflow_id(spec.deployment_id),
+        task_queue=worker.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def up(
+    client: Client, worker: Worker, spec: DeploymentSpec, state: DeploymentState | None = None
+) -> OperationResult:
+    return await client.execute_update_with_start_workflow(
+        DeploymentWorkflow.up, spec, start_workflow_operation=start_operation(spec, worker, state)
+    )
+
+
+async def runs(client: Client, deployment_id: str) -> list[Any]:
+    """Every run of the deployment's workflow, oldest first (the continue-as-new chain)."""
+    found = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id(deployment_id)}'")]
+    return sorted(found, key=lambda r: r.start_time)
+
+
+async def chain(client: Client, deployment_id: str, count: int) -> list[Any]:
+    """Visibility is eventually consistent: wait until it lists `count` runs."""
+    return await eventually(lambda: runs(client, deployment_id), lambda found: len(found) == count)
+
+
+def entity(client: Client, deployment_id: str) -> WorkflowHandle:
+    return client.get_workflow_handle_for(DeploymentWorkflow.run, workflow_id(deployment_id))
+
+
+async def test_up_creates_then_converges_out_and_in_continuing_as_new_between_operations(
+    client, worker, ec2, elbv2
+):
+    spec = fast_spec()
+    before = await asyncio.to_thread(inventory)
+
+    created = await up(client, worker, spec)
+
+    assert (created.operation, created.outcome) == (Operation.CREATE, Outcome.COMPLETED), created.message
+    assert created.workflow_id == f"deploy-{spec.deployment_id}"
+    out = created.outputs
+    assert out is not None and sorted(out.instance_ids) == ["app-0", "app-1"]
+    deployed = await asyncio.to_thread(inventory)
+    assert set(added(before, deployed)["instances"]) == set(out.instance_ids.values())
+
+    wider = await up(client, worker, changed(spec, count=4))
+
+    assert (wider.operation, wider.outcome) == (Operation.CONVERGE, Outcome.COMPLETED), wider.message
+    assert wider.outputs is not None and sorted(wider.outputs.instance_ids) == [
+        "app-0",
+        "app-1",
+        "app-2-g1",
+        "app-3-g1",
+    ]
+    four = set(wider.outputs.instance_ids.values())
+    assert await asyncio.to_thread(inventory) == {**deployed, "instances": four}
+    assert set(fleet(elbv2, ec2, out)) == four
+
+    narrower = await up(client, worker, changed(spec, count=1))
+
+    assert narrower.outcome is Outcome.COMPLETED, narrower.message
+    assert narrower.outputs is not None
+    assert narrower.outputs.instance_ids == {"app-0": out.instance_ids["app-0"]}
+    assert await asyncio.to_thread(inventory) == {**deployed, "instances": {out.instance_ids["app-0"]}}
+    assert fleet(elbv2, ec2, out) == {out.instance_ids["app-0"]: ("t2.micro", "ap-northeast-2a", True)}
+
+    same = await up(client, worker, changed(spec, count=1))
+    assert (same.operation, same.outcome) == (Operation.NONE, Outcome.UNCHANGED)
+    assert same.outputs == narrower.outputs
+
+    # Four operations, four continue-as-new: five runs, each one's history small, the state carried.
+    found = await chain(client, spec.deployment_id, 5)
+    assert [r.status for r in found[:-1]] == [WorkflowExecutionStatus.CONTINUED_AS_NEW] * 4
+    assert found[-1].status == WorkflowExecutionStatus.RUNNING
+    for run in found:
+        history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+        assert len(history.events) < MAX_EVENTS_PER_RUN
+    status = await entity(client, spec.deployment_id).query(DeploymentWorkflow.status)
+    assert status.state.operations == 4 and status.state.phase is DeploymentPhase.READY
+    assert status.state.spec == changed(spec, count=1) and status.running is None
+
+    down = await entity(client, spec.deployment_id).execute_update(DeploymentWorkflow.down, DownRequest())
+    assert down.outcome is Outcome.COMPLETED, down.message
+    assert await asyncio.to_thread(inventory) == before
+    final = await entity(client, spec.deployment_id).result()
+    assert final.phase is DeploymentPhase.DELETED and final.spec is None
+
+
+class HeldHealth:
+    """Instances not in `serving` stay `initial` while held: a rollout waits at its health check."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        self.held = False
+        self.serving: set[str] = set()
+        self._lock = threading.Lock()
+        session.events.register("after-call.elbv2.DescribeTargetHealth", self._rewrite)
+
+    def _rewrite(self, parsed: dict[str, Any], **_: Any) -> None:
+        if not self.held:
+            return
+        for item in parsed.get("TargetHealthDescriptions", []):
+            if item["Target"]["Id"] not in self.serving and item["TargetHealth"]["State"] == "healthy":
+                item["TargetHealth"] = {"State": "initial", "Reason": "Elb.RegistrationInProgress"}
+
+
+async def test_an_up_during_a_rollout_is_rejected_and_down_cancels_the_rollout_then_tears_down(
+    client, worker, aws, ec2, elbv2
+):
+    held = HeldHealth(aws.session)
+    spec = fast_spec()
+    before = await asyncio.to_thread(inventory)
+    created = await up(client, worker, spec)
+    assert created.outputs is not None
+    held.serving, held.held = set(created.outputs.instance_ids.values()), True
+    handle = entity(client, spec.deployment_id)
+
+    rollout = await client.start_update_with_start_workflow(
+        DeploymentWorkflow.up,
+        changed(spec, instance_type="t3.micro"),
+        start_workflow_operation=start_operation(spec, worker),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    status = await eventually(
+        lambda: handle.query(DeploymentWorkflow.status), lambda s: s.running is Operation.CONVERGE
+    )
+    child = client.get_workflow_handle_for(ConvergeWorkflow.run, status.child_workflow_id)
+    await eventually(
+        lambda: child.query(ConvergeWorkflow.progress),
+        lambda p: p.step("healthy-batch-1").state == "running",
+    )
+    events_before = len((await handle.fetch_history()).events)
+
+    with pytest.raises(WorkflowUpdateFailedError) as rejected:
+        await up(client, worker, changed(spec, count=3))
+
+    message = str(rejected.value.cause)
+    assert f"{spec.deployment_id} is busy: a converge runs ({status.child_workflow_id})" in message
+    assert len((await handle.fetch_history()).events) == events_before  # a rejection adds no event
+
+    down = await handle.execute_update(DeploymentWorkflow.down, DownRequest())
+
+    assert down.outcome is Outcome.COMPLETED, down.message
+    assert down.teardown is not None and down.teardown.deleted
+    stopped = await rollout.result()
+    assert (stopped.operation, stopped.outcome) == (Operation.CONVERGE, Outcome.CANCELLED)
+    assert (await child.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert await asyncio.to_thread(inventory) == before
+    assert (await handle.result()).phase is DeploymentPhase.DELETED
+
+
+async def test_a_change_no_operation_can_apply_is_rejected_or_refused_with_nothing_changed(client, worker):
+    spec = fast_spec()
+    created = await up(client, worker, spec)
+    assert created.outcome is Outcome.COMPLETED
+    deployed = await asyncio.to_thread(inventory)
+    handle = entity(client, spec.deployment_id)
+    events_before = len((await handle.fetch_history()).events)
+
+    moved = spec.model_copy(
+        update={
+            "private_subnets": [
+                s.model_copy(update={"cidr": "172.31.200.0/24"}) if i == 0 else s
+                for i, s in enumerate(spec.private_subnets)
+            ]
+        }
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as rejected:
+        await up(client, worker, moved)
+    assert "replace the deployment" in str(rejected.value.cause)
+    assert "private subnet CIDR in ap-northeast-2a" in str(rejected.value.cause)
+    assert len((await handle.fetch_history()).events) == events_before
+
+    per_az = await up(client, worker, spec.model_copy(update={"nat_mode": "per_az"}))
+    assert per_az.outcome is Outcome.REFUSED and "nat-ap-northeast-2c create" in (per_az.message or "")
+    assert await asyncio.to_thread(inventory) == deployed
+
+
+async def test_up_adopts_a_deployment_made_by_a_standalone_deploy_run(client, worker, ec2, elbv2):
+    spec = fast_spec()
+    out = await deploy(client, worker, spec)  # today's standalone run, no entity workflow
+    deployed = await asyncio.to_thread(inventory)
+    state = DeploymentState(
+        deployment_id=spec.deployment_id, region=spec.region, outputs=out, adopted_from="deploy-x"
+    )
+
+    result = await up(client, worker, changed(spec, count=3), state)
+
+    assert (result.operation, result.outcome) == (Operation.CONVERGE, Outcome.COMPLETED), result.message
+    assert result.outputs is not None and result.outputs.alb_dns_name == out.alb_dns_name
+    assert sorted(result.outputs.instance_ids) == ["app-0", "app-1", "app-2-g1"]
+    three = set(result.outputs.instance_ids.values())
+    assert three > set(out.instance_ids.values())
+    assert await asyncio.to_thread(inventory) == {**deployed, "instances": three}
+    assert set(fleet(elbv2, ec2, out)) == three

@@ -1,0 +1,400 @@
+"""One workflow per deployment for its whole life (`deployment-<id>`, Temporal's entity pattern).
+
+`up(spec)` and `down()` are updates; the run loop waits for one, runs it as child workflows (the
+tested DeployWorkflow, InspectWorkflow + ConvergeWorkflow, TeardownWorkflow: each run's history stays
+small and each operation keeps its own history, progress query and UI page), records the result in
+the state, and continues as new carrying the state once every handler has finished.
+
+One operation at a time: an `up` arriving while another operation runs (or is accepted and about to)
+is rejected by its validator, naming what runs; nothing is queued, so a caller never waits behind a
+change it did not see. `down` is different: it is accepted during an operation, cancels it (the
+operation rolls itself back: a rollout puts the old instances back in service) and then tears down,
+as `starter.py down` did for a running deployment before this workflow existed.
+
+A deployment made by a standalone `deploy-<id>` run (before this workflow) is adopted on its first
+`up`: the operation always starts by reading what is live by tags, so a deployment this workflow did
+not create is converged from what exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from models.converge import ConvergeInput, ConvergeResult
+    from models.deployment import (
+        DeploymentPhase,
+        DeploymentState,
+        DeploymentStatus,
+        DownRequest,
+        DownResult,
+        Operation,
+        OperationResult,
+        Outcome,
+        moved,
+        needs_create,
+        not_applicable,
+        refused_move,
+        with_fleet,
+    )
+    from models.diff import Action, describe, diff
+    from models.live import InspectInput, LiveDeployment
+    from models.progress import DeploymentProgress, Phase
+    from models.resources import DeploymentOutputs, Kind, Scope, TeardownInput, TeardownResult
+    from models.spec import DeploymentSpec
+    from workflows import search_attributes
+    from workflows.converge import ConvergeWorkflow
+    from workflows.deploy import DeployWorkflow
+    from workflows.deploy import workflow_id as deploy_workflow_id
+    from workflows.plan import InspectWorkflow
+    from workflows.saga import root_message
+    from workflows.teardown import TeardownWorkflow
+    from workflows.teardown import workflow_id as teardown_workflow_id
+
+PROGRESS_PHASES = {
+    DeploymentPhase.NEW: Phase.PREFLIGHT,
+    DeploymentPhase.CREATING: Phase.CREATING,
+    DeploymentPhase.CONVERGING: Phase.CREATING,
+    DeploymentPhase.READY: Phase.COMPLETED,
+    DeploymentPhase.FAILED: Phase.FAILED,
+    DeploymentPhase.TEARING_DOWN: Phase.ROLLING_BACK,
+    DeploymentPhase.DELETED: Phase.COMPLETED,
+}
+"""The entity's phase in the terms of an operation's progress (`starter.py` renders both)."""
+
+
+@workflow.defn
+class DeploymentWorkflow:
+    @workflow.init
+    def __init__(self, state: DeploymentState) -> None:
+        self._state = state
+        self._pending: DeploymentSpec | None = None
+        self._running: Operation | None = None
+        self._running_spec: DeploymentSpec | None = None
+        self._child_id: str | None = None
+        self._operation: asyncio.Task[None] | None = None
+        self._down: DownRequest | None = None
+        self._down_result: DownResult | None = None
+        self._continuing = False
+
+    # Queries
+
+    @workflow.query
+    def status(self) -> DeploymentStatus:
+        return DeploymentStatus(
+            state=self._state,
+            running=self._running,
+            running_spec=self._running_spec or self._pending,
+            child_workflow_id=self._child_id,
+        )
+
+    @workflow.query
+    def progress(self) -> DeploymentProgress:
+        """The entity's own account; an operation's steps are its child's `progress` query."""
+        state, last = self._state, self._state.last
+        failed = last is not None and last.outcome in (Outcome.FAILED, Outcome.REFUSED)
+        return DeploymentProgress(
+            deployment_id=state.deployment_id,
+            region=state.region,
+            phase=PROGRESS_PHASES[state.phase],
+            outputs=state.outputs,
+            error=last.message if failed and last else None,
+        )
+
+    # Updates
+
+    @workflow.update
+    async def up(self, spec: DeploymentSpec) -> OperationResult:
+        """Converge the deployment to `spec`; answers once the operation has ended."""
+        ticket = self._state.operations + 1
+        self._pending = spec
+        await workflow.wait_condition(lambda: self._state.operations >= ticket)
+        assert self._state.last is not None
+        return self._state.last
+
+    @up.validator
+    def _up_allowed(self, spec: DeploymentSpec) -> None:
+        """Synchronous and read-only: a rejection leaves no event and changes nothing."""
+        state = self._state
+        if spec.deployment_id != state.deployment_id:
+            raise ApplicationError(f"this is {state.deployment_id}'s workflow, not {spec.deployment_id}'s")
+        busy = self._busy()
+        if busy is not None:
+            raise ApplicationError(f"{state.deployment_id} is busy: {busy}; nothing was changed")
+        if state.spec is not None and (changes := moved(state.spec, spec)):
+            raise ApplicationError(refused_move(state.deployment_id, changes))
+
+    @workflow.update
+    async def down(self, request: DownRequest) -> DownResult:
+        """Tear the deployment down and end the workflow; an operation running is cancelled first."""
+        self._down = request
+        if self._operation is not None and not self._operation.done():
+            self._operation.cancel()
+        await workflow.wait_condition(lambda: self._down_result is not None)
+        assert self._down_result is not None
+        return self._down_result
+
+    @down.validator
+    def _down_allowed(self, request: DownRequest) -> None:
+        if self._down is not None or self._continuing:
+            raise ApplicationError(f"{self._state.deployment_id} is already being torn down")
+
+    def _busy(self) -> str | None:
+        """What keeps another operation from starting now, in words."""
+        if self._down is not None:
+            return "it is being torn down"
+        if self._running is not None:
+            return f"a {self._running.value} runs ({self._child_id}); wait for it (`starter.py watch`)"
+        if self._pending is not None or self._continuing:
+            return "another `up` was accepted a moment ago; try again when it has finished"
+        return None
+
+    # The run loop
+
+    @workflow.run
+    async def run(self, state: DeploymentState) -> DeploymentState:
+        if self._state.requested is not None:
+            self._pending, self._state.requested = self._state.requested, None
+        self._show()
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._pending is not None
+                    or self._down is not None
+                    or workflow.info().is_continue_as_new_suggested()
+                )
+            )
+            if self._pending is not None and self._down is None:
+                spec, self._running_spec = self._pending, self._pending
+                self._operation = asyncio.create_task(self._apply(spec))
+                await self._operation
+                self._pending = self._operation = self._running_spec = None
+            if self._down is not None:
+                if self._pending is not None:  # accepted in the same moment as `down`
+                    self._finish(Operation.NONE, Outcome.CANCELLED, message="`down` came first")
+                    self._pending = None
+                await self._teardown(self._down)
+                if self._state.phase is DeploymentPhase.DELETED:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    return self._state
+            # Between operations: the next run starts with the state only (and new worker code).
+            self._continuing = True
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(self._state)
+
+    async def _apply(self, spec: DeploymentSpec) -> None:
+        """One `up`: read what is live, then create, converge, or refuse; never raises for a failed
+        operation (its own rollback has run), only when the workflow itself is cancelled."""
+        try:
+            await self._operate(spec)
+        except asyncio.CancelledError:
+            if self._down is None:
+                raise
+            self._finish(self._running or Operation.NONE, Outcome.CANCELLED, message="stopped by `down`")
+        except ChildWorkflowError as err:
+            cancelled = is_cancelled_exception(err)
+            outcome = Outcome.CANCELLED if cancelled else Outcome.FAILED
+            message = "cancelled" + (" by `down`" if self._down else "") if cancelled else child_message(err)
+            if self._running is Operation.CREATE and not cancelled:
+                self._state.spec = None  # rolled back (or kept for inspection): nothing in service
+            self._finish(self._running or Operation.NONE, outcome, message=message)
+
+    async def _operate(self, spec: DeploymentSpec) -> None:
+        live = await self._inspect(spec)
+        if not live.exists:
+            return await self._create(spec)
+        actions = diff(spec, live)
+        refused = not_applicable(actions)
+        if not refused and needs_create(actions):
+            # An incomplete deployment (a create kept or interrupted): find-or-create completes it,
+            # as long as no instance has to change too.
+            refused = [a for a in actions if a.kind is Kind.INSTANCE and a.action is not Action.UNCHANGED]
+            if not refused:
+                return await self._create(spec)
+        if refused:
+            shown = [
+                a
+                for a in actions
+                if a in refused or (a.kind is not Kind.INSTANCE and a.action is not Action.UNCHANGED)
+            ]
+            listed = "; ".join(describe(action) for action in shown)
+            message = (
+                f"up cannot apply this change to the live deployment {spec.deployment_id}: {listed}. "
+                "Nothing was changed; `starter.py plan` shows what differs."
+            )
+            return self._finish(Operation.NONE, Outcome.REFUSED, message=message, refused=refused)
+        if all(a.action is Action.UNCHANGED for a in actions):
+            self._state.spec = spec
+            return self._finish(Operation.NONE, Outcome.UNCHANGED)
+        await self._converge(spec, live)
+
+    async def _inspect(self, spec: DeploymentSpec) -> LiveDeployment:
+        """Where the deployment lives (a spec naming another region is refused by the diff)."""
+        state = self._state
+        known = state.spec is not None or state.adopted_from is not None
+        scope = Scope(deployment_id=state.deployment_id, region=state.region if known else spec.region)
+        return await workflow.execute_child_workflow(
+            InspectWorkflow.run,
+            InspectInput(scope=scope, timing=spec.timing),
+            id=f"inspect-{state.deployment_id}-{self._number()}",
+            static_summary=f"Read what {state.deployment_id} has live in {scope.region} (read-only)",
+        )
+
+    async def _create(self, spec: DeploymentSpec) -> None:
+        self._started(Operation.CREATE, deploy_workflow_id(spec.deployment_id), DeploymentPhase.CREATING)
+        self._state.region = spec.region
+        outputs: DeploymentOutputs = await workflow.execute_child_workflow(
+            DeployWorkflow.run,
+            spec,
+            id=deploy_workflow_id(spec.deployment_id),
+            memo={"deployment_id": spec.deployment_id, "region": spec.region},
+            search_attributes=self._attributes(Phase.PREFLIGHT.value),
+            static_summary=f"Deploy {spec.deployment_id} to {spec.region}",
+            static_details=describe_spec(spec),
+        )
+        self._state.spec, self._state.outputs = spec, outputs
+        self._finish(Operation.CREATE, Outcome.COMPLETED)
+
+    async def _converge(self, spec: DeploymentSpec, live: LiveDeployment) -> None:
+        try:
+            request = ConvergeInput.from_live(spec, live)
+        except ValueError as err:
+            return self._finish(Operation.NONE, Outcome.REFUSED, message=str(err))
+        child = f"converge-{spec.deployment_id}-{self._number()}"
+        self._started(Operation.CONVERGE, child, DeploymentPhase.CONVERGING)
+        result: ConvergeResult = await workflow.execute_child_workflow(
+            ConvergeWorkflow.run,
+            request,
+            id=child,
+            static_summary=f"Converge {spec.deployment_id}: {spec.instances.count} x "
+            f"{spec.instances.instance_type}",
+        )
+        outputs = self._state.outputs
+        self._state.spec = spec
+        self._state.outputs = with_fleet(outputs, result) if outputs else None
+        self._finish(Operation.CONVERGE, Outcome.COMPLETED, converge=result)
+
+    async def _teardown(self, request: DownRequest) -> None:
+        state = self._state
+        region = state.region if state.spec or state.last else (request.region or state.region)
+        self._started(
+            Operation.TEARDOWN, teardown_workflow_id(state.deployment_id), DeploymentPhase.TEARING_DOWN
+        )
+        try:
+            result: TeardownResult = await workflow.execute_child_workflow(
+                TeardownWorkflow.run,
+                TeardownInput(
+                    scope=Scope(deployment_id=state.deployment_id, region=region),
+                    timing=request.timing or state.timing,
+                ),
+                id=teardown_workflow_id(state.deployment_id),
+                static_summary=f"Tear down {state.deployment_id} in {region}",
+            )
+        except ChildWorkflowError as err:
+            message = child_message(err)
+            self._finish(Operation.TEARDOWN, Outcome.FAILED, message=message, phase=DeploymentPhase.FAILED)
+            self._down_result = DownResult(
+                deployment_id=state.deployment_id, outcome=Outcome.FAILED, message=message
+            )
+            self._down = None
+            return
+        state.spec, state.outputs = None, None
+        self._finish(Operation.TEARDOWN, Outcome.COMPLETED, phase=DeploymentPhase.DELETED)
+        self._down_result = DownResult(
+            deployment_id=state.deployment_id, outcome=Outcome.COMPLETED, teardown=result
+        )
+
+    # Bookkeeping
+
+    def _number(self) -> int:
+        return self._state.operations + 1
+
+    def _started(self, operation: Operation, child_id: str, phase: DeploymentPhase) -> None:
+        self._running, self._child_id = operation, child_id
+        self._phase(phase)
+
+    def _finish(
+        self,
+        operation: Operation,
+        outcome: Outcome,
+        *,
+        message: str | None = None,
+        converge: ConvergeResult | None = None,
+        refused: list | None = None,
+        phase: DeploymentPhase | None = None,
+    ) -> None:
+        state = self._state
+        state.last = OperationResult(
+            operation=operation,
+            outcome=outcome,
+            workflow_id=self._child_id,
+            message=message,
+            outputs=state.outputs,
+            converge=converge,
+            refused=refused or [],
+            finished_at=workflow.now(),
+        )
+        state.operations += 1
+        self._running = self._child_id = None
+        if phase is None:
+            phase = DeploymentPhase.READY if state.spec is not None else DeploymentPhase.FAILED
+            if state.spec is None and outcome in (Outcome.REFUSED, Outcome.CANCELLED):
+                phase = state.phase if state.phase is not DeploymentPhase.CREATING else DeploymentPhase.FAILED
+        self._phase(phase)
+
+    def _phase(self, phase: DeploymentPhase) -> None:
+        self._state.phase = phase
+        if search_attributes.DEPLOYMENT_PHASE in workflow.info().typed_search_attributes:
+            workflow.upsert_search_attributes([search_attributes.DEPLOYMENT_PHASE.value_set(phase.value)])
+        self._show()
+
+    def _attributes(self, phase: str) -> TypedSearchAttributes | None:
+        """For a child: the deployment's search attributes, when the namespace has them."""
+        if search_attributes.DEPLOYMENT_ID not in workflow.info().typed_search_attributes:
+            return None
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(search_attributes.DEPLOYMENT_ID, self._state.deployment_id),
+                SearchAttributePair(search_attributes.DEPLOYMENT_PHASE, phase),
+            ]
+        )
+
+    def _show(self) -> None:
+        """Markdown for the Temporal UI's 'current details' box."""
+        state, last = self._state, self._state.last
+        lines = [f"**{state.deployment_id}** in {state.region}: {state.phase.value}"]
+        if state.spec is not None:
+            lines.append(f"- spec: {describe_spec(state.spec)}")
+        if self._running is not None:
+            lines.append(f"- running: {self._running.value} (`{self._child_id}`)")
+        if last is not None:
+            lines.append(f"- last: {last.operation.value} {last.outcome.value}" + _suffix(last.message))
+        workflow.set_current_details("\n".join(lines))
+
+
+def _suffix(message: str | None) -> str:
+    return f": {message}" if message else ""
+
+
+def describe_spec(spec: DeploymentSpec) -> str:
+    return (
+        f"Web tier: {spec.instances.count} x {spec.instances.instance_type} behind an ALB, "
+        f"NAT mode {spec.nat_mode.value}, on failure {spec.on_failure.value}, private subnets "
+        + ", ".join(f"{s.cidr} ({s.availability_zone})" for s in spec.private_subnets)
+    )
+
+
+def child_message(err: ChildWorkflowError) -> str:
+    """The child's own one-paragraph account (failed step, AWS's words, what was rolled back)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type in (
+        "DeploymentFailed",
+        "ConvergeFailed",
+        "TeardownIncomplete",
+    ):
+        return cause.message
+    return root_message(err)
