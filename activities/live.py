@@ -1,7 +1,8 @@
 """Read a deployment's live settings by its tags, for the desired-vs-live diff (models/diff.py).
 
-Reads only, and only calls that docs/iam-policy.json already grants (the describes of preflight,
-inventory and teardown), so `plan` and `up`'s check need no new permission.
+Reads only: the describes of preflight, inventory and teardown, and DescribeTargetGroupAttributes
+(the deregistration delay a converge changes), all granted by docs/iam-policy.json's read-only
+statement.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from activities.aws_clients import AwsClients
-from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
+from activities.load_balancing import (
+    DEREGISTRATION_DELAY,
+    LOAD_BALANCERS,
+    TARGET_GROUPS,
+    find_by_name,
+    tags_of,
+)
 from activities.network import DEFAULT_ROUTE
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from models.live import LiveDeployment, LiveResource
@@ -141,13 +148,27 @@ def _instances(ec2: Any, scope: Scope, app_port: str | None) -> list[LiveResourc
     ]
 
 
+def _target_group_settings(elbv2: Any, group: dict[str, Any]) -> dict[str, str]:
+    """The settings a converge changes in place (models/resources.py `TargetGroupSettings`)."""
+    attributes = elbv2.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])["Attributes"]
+    delay = next((a["Value"] for a in attributes if a["Key"] == DEREGISTRATION_DELAY), None)
+    facts = {
+        "health_check_path": group.get("HealthCheckPath", "/"),
+        "health_check_interval_seconds": str(group.get("HealthCheckIntervalSeconds", "")),
+        "healthy_threshold": str(group.get("HealthyThresholdCount", "")),
+        "unhealthy_threshold": str(group.get("UnhealthyThresholdCount", "")),
+        "deregistration_delay_seconds": delay or "",
+    }
+    return {field: value for field, value in facts.items() if value}
+
+
 def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
     elbv2 = aws.elbv2(scope.region)
     found: list[LiveResource] = []
     group = find_by_name(elbv2, TARGET_GROUPS, target_group_name(scope.deployment_id))
     group_tags = tags_of(elbv2, group["TargetGroupArn"]) if group is not None else []
     if group is not None and owned_by(group_tags, scope):
-        facts = {"port": str(group["Port"]), "health_check_path": group.get("HealthCheckPath", "/")}
+        facts = {"port": str(group["Port"]), **_target_group_settings(elbv2, group)}
         name = tag_value(group_tags, RESOURCE_TAG) or TARGET_GROUP
         found.append(LiveResource(kind=Kind.TARGET_GROUP, name=name, id=group["TargetGroupArn"], facts=facts))
     balancer = find_by_name(elbv2, LOAD_BALANCERS, load_balancer_name(scope.deployment_id))

@@ -37,11 +37,34 @@ from models.resources import (
     Resource,
     ResourceKey,
     TargetGroupInput,
+    TargetGroupSettings,
     TargetsHealthyInput,
 )
 
-DEREGISTRATION_DELAY_SECONDS = "30"
-"""AWS's default of 300 s would hold every teardown for five minutes."""
+DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+DEFAULT_HEALTH_CHECK_TIMEOUT_SECONDS = 5
+"""AWS's (and moto's) check timeout for an HTTP instance target group."""
+
+
+def health_check_parameters(settings: TargetGroupSettings) -> dict[str, Any]:
+    """CreateTargetGroup's and ModifyTargetGroup's health check parameters for these settings."""
+    return {
+        "HealthCheckPath": settings.health_check_path,
+        "HealthCheckIntervalSeconds": settings.health_check_interval_seconds,
+        "HealthyThresholdCount": settings.healthy_threshold,
+        "UnhealthyThresholdCount": settings.unhealthy_threshold,
+    }
+
+
+def health_check_timeout(settings: TargetGroupSettings) -> dict[str, Any]:
+    """AWS's default check timeout, unless the interval is as short (AWS refuses a timeout that is not
+    below the interval): a function of the interval, so restoring an interval restores the timeout."""
+    interval = settings.health_check_interval_seconds
+    return {"HealthCheckTimeoutSeconds": min(DEFAULT_HEALTH_CHECK_TIMEOUT_SECONDS, interval - 1)}
+
+
+def deregistration_delay(settings: TargetGroupSettings) -> list[dict[str, str]]:
+    return [{"Key": DEREGISTRATION_DELAY, "Value": str(settings.deregistration_delay_seconds)}]
 
 
 @dataclass(frozen=True)
@@ -130,6 +153,12 @@ class LoadBalancingActivities:
     @aws_errors
     def create_target_group(self, request: TargetGroupInput) -> Resource:
         key = request.key
+        settings = request.settings or TargetGroupSettings(health_check_path=request.health_check_path)
+        checks = (
+            {**health_check_parameters(settings), **health_check_timeout(settings)}
+            if request.settings
+            else {}
+        )
         group = (
             earlier(key, lambda: self._find_target_group(key))
             or self._aws.elbv2(key.scope.region, creates=True).create_target_group(
@@ -139,18 +168,15 @@ class LoadBalancingActivities:
                 VpcId=request.vpc_id,
                 TargetType="instance",
                 HealthCheckProtocol="HTTP",
-                HealthCheckPath=request.health_check_path,
                 Matcher={"HttpCode": "200"},
                 Tags=tags_for(key),
+                **(checks or {"HealthCheckPath": request.health_check_path}),
             )["TargetGroups"][0]
         )
         arn = group["TargetGroupArn"]
         until_visible(
             lambda: self._aws.elbv2(key.scope.region).modify_target_group_attributes(
-                TargetGroupArn=arn,
-                Attributes=[
-                    {"Key": "deregistration_delay.timeout_seconds", "Value": DEREGISTRATION_DELAY_SECONDS}
-                ],
+                TargetGroupArn=arn, Attributes=deregistration_delay(settings)
             ),
             f"target group {arn}",
         )

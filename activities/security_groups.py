@@ -1,16 +1,21 @@
-"""Security groups: the ALB's (open to the world on the listener port) and the app's (ALB only)."""
+"""Security groups: the ALB's (open to the world on the listener port) and the app's (ALB only); a
+converge changes who may reach the ALB in place."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.consistency import delete_every, until_visible
+from activities.consistency import FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, delete_every, until_visible
 from activities.errors import aws_errors, client_error_code
 from activities.tags import all_tagged, earlier, first_tagged, key_filters, tag_specifications
+from activities.waits import Heartbeats, pause
+from models.converge import CidrRule, IngressChangeInput
 from models.naming import display_name
 from models.resources import (
     Deleted,
@@ -70,6 +75,51 @@ class SecurityGroupActivities:
         return delete_every(
             request, Kind.SECURITY_GROUP, tagged, lambda g: ec2.delete_security_group(GroupId=g)
         )
+
+    @activity.defn
+    @aws_errors
+    def change_ingress(self, request: IngressChangeInput) -> Resource:
+        """Authorize every rule of `add` first, then revoke every rule of `remove`: at no moment is a
+        client that both sides allow refused. Both calls are safe to repeat (a duplicate is there, a
+        rule not found is gone, once AWS has had time to show it)."""
+        key = request.key
+        create = self._aws.ec2(key.scope.region, creates=True)
+        for rule in request.add:
+            ingress = IngressRule(port=rule.port, cidr=rule.cidr, description="HTTP(S) to the ALB")
+            until_visible(
+                lambda r=ingress: _authorize(create, request.group_id, r, key),
+                f"security group {request.group_id}",
+            )
+        ec2 = self._aws.ec2(key.scope.region)
+        for rule in request.remove:
+            _revoke(ec2, request, rule)
+        return Resource(kind=Kind.SECURITY_GROUP, name=key.name, id=request.group_id)
+
+
+def _revoke(ec2: Any, request: IngressChangeInput, rule: CidrRule) -> None:
+    """InvalidPermission.NotFound: the rule is gone, or (made seconds ago) not shown yet, which only
+    `settled_after` tells apart; until then it asks again."""
+    permission = {"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port}
+    permission["IpRanges"] = [{"CidrIp": rule.cidr}]
+    settled = request.settled_after
+    deadline = time.monotonic() + (
+        max((settled - datetime.now(UTC)).total_seconds(), 0.0) if settled else 0.0
+    )
+    what = f"the rule {rule.cidr} on port {rule.port} of {request.group_id}"
+    heartbeat, delay = Heartbeats(), FIRST_BACKOFF_SECONDS
+    while True:
+        try:
+            ec2.revoke_security_group_ingress(GroupId=request.group_id, IpPermissions=[permission])
+            return
+        except ClientError as err:
+            if client_error_code(err) != "InvalidPermission.NotFound":
+                raise
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        heartbeat(f"looking for {what} until AWS's view has settled")
+        pause(min(delay, remaining), what)
+        delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
 def _permission(rule: IngressRule) -> dict[str, Any]:

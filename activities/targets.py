@@ -1,4 +1,5 @@
-"""Targets by instance: take some out of a group (the others keep serving), or put some back.
+"""Targets by instance: take some out of a group (the others keep serving), or put some back; and the
+group's settings a converge changes in place (health check, deregistration delay).
 
 `LoadBalancingActivities.deregister_targets` removes every target of the group (teardown, a deploy's
 rollback); a converge removes exactly the instances it retires, and its rollback puts the old ones back
@@ -21,10 +22,15 @@ from temporalio import activity
 from activities.aws_clients import AwsClients
 from activities.consistency import found_once_settled, settles_at, until_visible
 from activities.errors import aws_errors, client_error_code
-from activities.load_balancing import LoadBalancingActivities
+from activities.load_balancing import (
+    LoadBalancingActivities,
+    deregistration_delay,
+    health_check_parameters,
+    health_check_timeout,
+)
 from activities.waits import wait_for
-from models.converge import DrainInput
-from models.resources import Deleted, Kind, RegisterTargetsInput, TargetsHealthyInput
+from models.converge import DrainInput, TargetGroupSettingsInput
+from models.resources import Deleted, Kind, RegisterTargetsInput, Resource, TargetsHealthyInput
 
 
 class TargetActivities:
@@ -66,6 +72,19 @@ class TargetActivities:
             Targets=targets,
         )
         return Deleted.of(Kind.TARGET_REGISTRATION, request.key.name, leaving)
+
+    @activity.defn
+    @aws_errors
+    def configure_target_group(self, request: TargetGroupSettingsInput) -> Resource:
+        """The health check (ModifyTargetGroup), then the deregistration delay (its attributes): each
+        call sets values, so a retry, or the compensation with the values before, is safe to repeat."""
+        elbv2 = self._aws.elbv2(request.key.scope.region)
+        arn, settings = request.target_group_arn, request.settings
+        elbv2.modify_target_group(
+            TargetGroupArn=arn, **health_check_parameters(settings), **health_check_timeout(settings)
+        )
+        elbv2.modify_target_group_attributes(TargetGroupArn=arn, Attributes=deregistration_delay(settings))
+        return Resource(kind=Kind.TARGET_GROUP, name=request.key.name, id=arn)
 
     @activity.defn
     @aws_errors

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from _setup import bench_worker, scaled_spec, servers, simulated_aws
 
-from activities.load_balancing import DEREGISTRATION_DELAY_SECONDS
 from models.converge import ConvergeInput
 from models.live import InspectInput
 from models.resources import Scope
@@ -46,11 +45,13 @@ from workflows.converge import ConvergeWorkflow
 from workflows.deploy import DeployWorkflow
 from workflows.plan import InspectWorkflow
 
-HEALTH_CHECK_INTERVAL = 30.0
-HEALTHY_THRESHOLD = 5
-"""The target group's health check (AWS's defaults; interval in AWS seconds). A new instance is
-registered once `running`, before its app listens: its first checks fail, it turns `unhealthy`, and
-it needs HEALTHY_THRESHOLD passes in a row once the app is up (as on AWS, and in the data plane)."""
+DEFAULTS = DeploymentSpec()
+HEALTH_CHECK_INTERVAL = float(DEFAULTS.app.health_check_interval_seconds)
+HEALTHY_THRESHOLD = DEFAULTS.app.healthy_threshold
+"""The target group's health check (the spec's defaults, AWS's; interval in AWS seconds). A new
+instance is registered once `running`, before its app listens: its first checks fail, it turns
+`unhealthy`, and it needs HEALTHY_THRESHOLD passes in a row once the app is up (as on AWS, and in the
+data plane)."""
 TARGET_RATIO = 1.15
 
 
@@ -65,7 +66,7 @@ class Operation:
 def bounds(profile: LatencyProfile, batches: int) -> dict[str, float]:
     boot = profile.seconds("instance_running") + profile.seconds("app_listening")
     healthy = HEALTHY_THRESHOLD * HEALTH_CHECK_INTERVAL * profile.scale
-    drain = float(DEREGISTRATION_DELAY_SECONDS) * profile.scale
+    drain = float(DEFAULTS.load_balancer.deregistration_delay_seconds) * profile.scale
     terminate = profile.seconds("instance_terminated")
     return {
         "rolling replacement": batches * (boot + healthy + drain) + terminate,

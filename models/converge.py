@@ -11,12 +11,15 @@ crash finds its own launches by name.
 
 from __future__ import annotations
 
+import ipaddress
+from datetime import datetime
+
 from pydantic import Field
 
 from models import naming
 from models.live import LiveDeployment
-from models.plan import PREFLIGHT, PlannedStep, instance_zones
-from models.resources import DeleteInput, Frozen, Kind
+from models.plan import PREFLIGHT, PlannedStep, alb_ports, instance_zones
+from models.resources import DeleteInput, Frozen, Kind, ResourceKey, TargetGroupSettings
 from models.spec import DeploymentSpec
 
 RETIRE = "retire"
@@ -34,6 +37,33 @@ class LiveInstance(Frozen):
     availability_zone: str
 
 
+class CidrRule(Frozen):
+    """One ingress rule of the ALB's security group: a listener port open to a CIDR."""
+
+    port: int
+    cidr: str
+
+
+def cidr_rules(ingress: str) -> list[CidrRule]:
+    """The CIDR rules of a security group's `ingress` fact (activities/live.py: `tcp/80 from
+    0.0.0.0/0, ...`); rules from another group are not CIDR rules and are left out."""
+    rules = []
+    for rule in ingress.split(", "):
+        protocol_port, _, source = rule.partition(" from ")
+        protocol, _, port = protocol_port.partition("/")
+        if protocol == "tcp" and port.isdigit() and _is_cidr(source):
+            rules.append(CidrRule(port=int(port), cidr=source))
+    return rules
+
+
+def _is_cidr(text: str) -> bool:
+    try:
+        ipaddress.IPv4Network(text)
+    except ValueError:
+        return False
+    return True
+
+
 class ConvergeInput(Frozen):
     """The desired spec and what is live: the facts InspectWorkflow reads (`from_live`)."""
 
@@ -42,6 +72,15 @@ class ConvergeInput(Frozen):
     app_security_group_id: str
     private_subnet_ids: dict[str, str] = Field(description="AZ -> the deployment's private subnet there.")
     instances: list[LiveInstance] = Field(description="Every live instance of the deployment.")
+    alb_security_group_id: str | None = Field(
+        None, description="The ALB's security group; None: its rules are left as they are."
+    )
+    alb_ingress: list[CidrRule] = Field(
+        default_factory=list, description="The CIDR rules of the ALB's security group, live."
+    )
+    target_group_settings: TargetGroupSettings | None = Field(
+        None, description="The target group's health check and deregistration delay, live; None: left."
+    )
 
     @classmethod
     def from_live(cls, spec: DeploymentSpec, live: LiveDeployment) -> ConvergeInput:
@@ -51,10 +90,14 @@ class ConvergeInput(Frozen):
         missing = [name for name in (naming.TARGET_GROUP, naming.APP_SECURITY_GROUP) if name not in by_name]
         if missing:
             raise ValueError(f"{live.deployment_id} has no {' and no '.join(missing)}: deploy it first")
+        alb_group = by_name.get(naming.ALB_SECURITY_GROUP)
         return cls(
             spec=spec,
             target_group_arn=by_name[naming.TARGET_GROUP].id,
             app_security_group_id=by_name[naming.APP_SECURITY_GROUP].id,
+            alb_security_group_id=alb_group.id if alb_group else None,
+            alb_ingress=cidr_rules(alb_group.facts.get("ingress", "")) if alb_group else [],
+            target_group_settings=_settings(by_name[naming.TARGET_GROUP].facts),
             private_subnet_ids={s.facts["availability_zone"]: s.id for s in live.of_kind(Kind.SUBNET)},
             instances=[
                 LiveInstance(
@@ -67,6 +110,75 @@ class ConvergeInput(Frozen):
                 for i in live.of_kind(Kind.INSTANCE)
             ],
         )
+
+
+def _settings(facts: dict[str, str]) -> TargetGroupSettings | None:
+    """None unless the reader saw every setting (it reads them all, or none on an old worker)."""
+    fields = TargetGroupSettings.model_fields
+    if not all(field in facts for field in fields):
+        return None
+    return TargetGroupSettings(
+        **{field: facts[field] if field == "health_check_path" else int(facts[field]) for field in fields}
+    )
+
+
+class IngressChangeInput(Frozen):
+    """Open the ALB's group to `add`, then close `remove`: a client allowed before and after the change
+    is never refused in between. Reversed, it is its own compensation."""
+
+    key: ResourceKey
+    group_id: str
+    add: list[CidrRule]
+    remove: list[CidrRule]
+    settled_after: datetime | None = Field(
+        None,
+        description="Until then a rule of `remove` may be too new for AWS to show it (the forward "
+        "step's): RevokeSecurityGroupIngress's InvalidPermission.NotFound proves nothing and is asked "
+        "again. None: trusted at once.",
+    )
+
+    def reversed(self) -> IngressChangeInput:
+        return self.model_copy(update={"add": self.remove, "remove": self.add})
+
+
+class TargetGroupSettingsInput(Frozen):
+    key: ResourceKey
+    target_group_arn: str
+    settings: TargetGroupSettings
+
+
+class SettingsChange(Frozen):
+    before: TargetGroupSettings
+    after: TargetGroupSettings
+
+    @property
+    def fields(self) -> list[str]:
+        before, after = self.before.model_dump(), self.after.model_dump()
+        return [field for field in after if before[field] != after[field]]
+
+
+class IngressChange(Frozen):
+    add: list[CidrRule]
+    remove: list[CidrRule]
+
+
+def ingress_change(request: ConvergeInput) -> IngressChange | None:
+    """The spec's CIDR on every ALB port; a live CIDR rule on those ports that it does not name goes."""
+    if request.alb_security_group_id is None:
+        return None
+    spec = request.spec
+    ports = alb_ports(spec)
+    wanted = [CidrRule(port=port, cidr=str(spec.load_balancer.allowed_cidr)) for port in ports]
+    add = [rule for rule in wanted if rule not in request.alb_ingress]
+    remove = [rule for rule in request.alb_ingress if rule.port in ports and rule not in wanted]
+    return IngressChange(add=add, remove=remove) if add or remove else None
+
+
+def settings_change(request: ConvergeInput) -> SettingsChange | None:
+    before, after = request.target_group_settings, TargetGroupSettings.of(request.spec)
+    if before is None or before == after:
+        return None
+    return SettingsChange(before=before, after=after)
 
 
 class Launch(Frozen):
@@ -91,10 +203,14 @@ class ConvergePlan(Frozen):
     )
     scale_out: list[Launch] = Field(description="Empty slots: launched, registered, healthy.")
     batches: list[Batch] = Field(description="Outdated instances, replaced batch by batch.")
+    ingress: IngressChange | None = Field(None, description="The ALB group's CIDR rules, in place.")
+    target_group: SettingsChange | None = Field(
+        None, description="Health check and deregistration delay, in place."
+    )
 
     @property
     def changes_nothing(self) -> bool:
-        return not (self.scale_in or self.scale_out or self.batches)
+        return not (self.scale_in or self.scale_out or self.batches or self.ingress or self.target_group)
 
     @property
     def retiring(self) -> list[LiveInstance]:
@@ -151,7 +267,13 @@ def converge_plan(request: ConvergeInput) -> ConvergePlan:
         for number, start in enumerate(range(0, len(outdated), size), 1)
     ]
     return ConvergePlan(
-        generation=generation, keep=keep, scale_in=scale_in, scale_out=scale_out, batches=batches
+        generation=generation,
+        keep=keep,
+        scale_in=scale_in,
+        scale_out=scale_out,
+        batches=batches,
+        ingress=ingress_change(request),
+        target_group=settings_change(request),
     )
 
 
@@ -170,6 +292,22 @@ def drain_step(phase: str) -> str:
 def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
     """The converge's steps in order, for its progress (query, UI, `status`)."""
     found = []
+    if plan.ingress:
+        opened = ", ".join(sorted({f"{r.cidr} on {r.port}" for r in plan.ingress.add})) or "nothing new"
+        closed = ", ".join(sorted({f"{r.cidr} on {r.port}" for r in plan.ingress.remove})) or "nothing"
+        found.append(
+            PlannedStep(
+                key=naming.ALB_SECURITY_GROUP,
+                summary=f"ALB security group: allow {opened}, then revoke {closed}",
+                kind=Kind.SECURITY_GROUP,
+            )
+        )
+    if plan.target_group:
+        after = plan.target_group.after.model_dump()
+        changed = ", ".join(f"{field} {after[field]}" for field in plan.target_group.fields)
+        found.append(
+            PlannedStep(key=naming.TARGET_GROUP, summary=f"Target group: {changed}", kind=Kind.TARGET_GROUP)
+        )
     if plan.scale_out or plan.batches:  # checks what launches need
         found.append(PlannedStep(key=PREFLIGHT, summary="Check the account against the spec"))
     itype = spec.instances.instance_type
@@ -212,6 +350,9 @@ class ConvergeResult(Frozen):
     instance_ids: dict[str, str] = Field(description="The fleet now: logical name -> instance id.")
     launched: list[str] = Field(description="Logical names this converge launched.")
     terminated: list[str] = Field(description="Instance ids it drained and terminated.")
+    updated: list[str] = Field(
+        default_factory=list, description="Logical names of the resources it changed in place."
+    )
 
 
 class DrainInput(DeleteInput):

@@ -11,9 +11,10 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import naming
+from models.converge import cidr_rules
 from models.live import LiveDeployment, LiveResource
 from models.plan import instance_zones, nat_zones, plan, route_table_zones
-from models.resources import Kind
+from models.resources import Kind, TargetGroupSettings
 from models.spec import DeploymentSpec
 
 DEPLOYMENT = "deployment"
@@ -33,7 +34,8 @@ class Action(StrEnum):
 
 
 APPLIED_BY_UP = {Action.CREATE, Action.UNCHANGED}
-"""What today's find-or-create workflow applies; anything else `up` refuses before it starts."""
+"""What today's find-or-create workflow applies; anything else `up` refuses before it starts (until it
+runs the converge too: `applicable` and `inapplicable` say what that adds)."""
 
 
 class FieldChange(BaseModel):
@@ -111,7 +113,8 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
     lb, app = spec.load_balancer, spec.app
     facts[naming.ALB_SECURITY_GROUP] = {"ingress": f"tcp/{lb.listener_port} from {lb.allowed_cidr}"}
     facts[naming.APP_SECURITY_GROUP] = {"ingress": f"tcp/{app.port} from {naming.ALB_SECURITY_GROUP}"}
-    facts[naming.TARGET_GROUP] = {"port": str(app.port), "health_check_path": app.health_check_path}
+    settings = TargetGroupSettings.of(spec).model_dump()
+    facts[naming.TARGET_GROUP] = {"port": str(app.port), **{k: str(v) for k, v in settings.items()}}
     facts[naming.LOAD_BALANCER] = {"availability_zones": ", ".join(sorted(spec.availability_zones))}
     for index, az in enumerate(instance_zones(spec)):
         instance = {"instance_type": spec.instances.instance_type, "availability_zone": az}
@@ -220,6 +223,43 @@ def deployment_refusals(spec: DeploymentSpec, live: LiveDeployment) -> list[Reso
 def blocking(actions: list[ResourceAction]) -> list[ResourceAction]:
     """The actions `up` cannot apply today."""
     return [action for action in actions if action.action not in APPLIED_BY_UP]
+
+
+CONVERGE_APPLIES: dict[Kind, set[Action]] = {
+    Kind.INSTANCE: {Action.CREATE, Action.DELETE, Action.REPLACE},
+    Kind.SECURITY_GROUP: {Action.UPDATE},
+    Kind.TARGET_GROUP: {Action.UPDATE},
+}
+"""What ConvergeWorkflow changes on a live deployment (workflows/converge.py): the instances (scale out
+and in, rolling replacement), the ALB group's allowed CIDR, the target group's health check and
+deregistration delay."""
+
+
+def converges(action: ResourceAction) -> bool:
+    """ConvergeWorkflow applies this action."""
+    if action.kind is None or action.action not in CONVERGE_APPLIES.get(action.kind, set()):
+        return False
+    if action.kind is Kind.SECURITY_GROUP:  # the ALB's CIDR, on the ports it has: not a port move
+        return action.name == naming.ALB_SECURITY_GROUP and all(
+            _ports(change.before) == _ports(change.after) for change in action.changes
+        )
+    return True
+
+
+def _ports(ingress: str | None) -> set[int]:
+    return {rule.port for rule in cidr_rules(ingress or "")}
+
+
+def applicable(actions: list[ResourceAction]) -> list[ResourceAction]:
+    """The actions a live deployment's change applies: creates and what stays (the find-or-create
+    deployment), and what the converge changes (`converges`)."""
+    return [action for action in actions if action.action in APPLIED_BY_UP or converges(action)]
+
+
+def inapplicable(actions: list[ResourceAction]) -> list[ResourceAction]:
+    """The actions nothing applies yet: `up` refuses the change (exit 5) while any is left."""
+    kept = applicable(actions)
+    return [action for action in actions if action not in kept]
 
 
 def describe(action: ResourceAction) -> str:

@@ -161,11 +161,35 @@ class SecurityGroupInput(Frozen):
     ingress: list[IngressRule]
 
 
+class TargetGroupSettings(Frozen):
+    """What a target group's spec fields decide that can change in place (ModifyTargetGroup and
+    ModifyTargetGroupAttributes): the health check and the deregistration delay."""
+
+    health_check_path: str
+    health_check_interval_seconds: int = 30
+    healthy_threshold: int = 5
+    unhealthy_threshold: int = 2
+    deregistration_delay_seconds: int = 30
+
+    @classmethod
+    def of(cls, spec: DeploymentSpec) -> TargetGroupSettings:
+        app = spec.app
+        return cls(
+            health_check_path=app.health_check_path,
+            health_check_interval_seconds=app.health_check_interval_seconds,
+            healthy_threshold=app.healthy_threshold,
+            unhealthy_threshold=app.unhealthy_threshold,
+            deregistration_delay_seconds=spec.load_balancer.deregistration_delay_seconds,
+        )
+
+
 class TargetGroupInput(Frozen):
     key: ResourceKey
     vpc_id: str
     port: int
     health_check_path: str
+    settings: TargetGroupSettings | None = None
+    """None (runs recorded before): `health_check_path`, AWS's defaults, a deregistration delay of 30 s."""
 
 
 class LoadBalancerInput(Frozen):

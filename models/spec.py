@@ -158,12 +158,35 @@ class AppSpec(Strict):
     health_check_path: str = Field(
         "/", pattern=r"^/[\x21-\x7e]*$", max_length=1024, description="Path the target group checks."
     )
+    health_check_interval_seconds: int = Field(
+        30,
+        ge=5,
+        le=300,
+        description="Seconds between the target group's health checks of each target (AWS's default 30).",
+    )
+    healthy_threshold: int = Field(
+        5,
+        ge=2,
+        le=10,
+        description="Checks passed in a row before an unhealthy target is healthy again (AWS's default 5).",
+    )
+    unhealthy_threshold: int = Field(
+        2, ge=2, le=10, description="Checks failed in a row before a target is unhealthy (AWS's default 2)."
+    )
 
 
 class LoadBalancerSpec(Strict):
     listener_port: Port = Field(80, description="Port of the ALB's HTTP listener.")
     allowed_cidr: ipaddress.IPv4Network = Field(
         ipaddress.IPv4Network("0.0.0.0/0"), description="Who may reach the ALB."
+    )
+    deregistration_delay_seconds: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="How long a target leaving the group drains (requests in flight finish, no new ones "
+        "come) before it is out; AWS's default of 300 would hold every scale in, replacement and "
+        "teardown for five minutes.",
     )
 
 

@@ -315,3 +315,138 @@ async def test_bad_app_version_never_turns_healthy_and_is_rolled_back_with_no_re
     assert {s.answer.instance_id for s in load.sent} == set(out.instance_ids.values())
     old = set(out.instance_ids.values())
     assert not any(ids & old for ids, _ in capacity.left_in_service)  # old ones never left the group
+
+
+# In place: who may reach the ALB, the health check, the deregistration delay
+
+
+class IngressCalls:
+    """Every AuthorizeSecurityGroupIngress and RevokeSecurityGroupIngress the worker sends, in order:
+    (operation, port, CIDR)."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        self.calls: list[tuple[str, int, str]] = []
+        for operation in ("AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress"):
+            session.events.register(f"before-parameter-build.ec2.{operation}", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        for permission in params["IpPermissions"]:
+            for cidr in permission.get("IpRanges", []):
+                self.calls.append((model.name, permission["FromPort"], cidr["CidrIp"]))
+
+
+def alb_rules(ec2: Any, out: DeploymentOutputs) -> list[tuple[int, str]]:
+    (group,) = ec2.describe_security_groups(GroupIds=[out.alb_security_group_id])["SecurityGroups"]
+    return sorted((p["FromPort"], r["CidrIp"]) for p in group["IpPermissions"] for r in p.get("IpRanges", []))
+
+
+def target_group_settings(elbv2: Any, out: DeploymentOutputs) -> dict[str, Any]:
+    (group,) = elbv2.describe_target_groups(TargetGroupArns=[out.target_group_arn])["TargetGroups"]
+    attributes = elbv2.describe_target_group_attributes(TargetGroupArn=out.target_group_arn)["Attributes"]
+    fields = (
+        "HealthCheckPath",
+        "HealthCheckIntervalSeconds",
+        "HealthCheckTimeoutSeconds",
+        "HealthyThresholdCount",
+        "UnhealthyThresholdCount",
+    )
+    delay = {a["Key"]: a["Value"] for a in attributes}["deregistration_delay.timeout_seconds"]
+    return {**{field: group[field] for field in fields}, "delay": delay}
+
+
+DEFAULT_SETTINGS = {
+    "HealthCheckPath": "/",
+    "HealthCheckIntervalSeconds": 30,
+    "HealthCheckTimeoutSeconds": 5,
+    "HealthyThresholdCount": 5,
+    "UnhealthyThresholdCount": 2,
+    "delay": "30",
+}
+
+
+def in_place(spec: DeploymentSpec) -> DeploymentSpec:
+    """Every setting a converge changes in place, changed."""
+    return spec.model_copy(
+        update={
+            "load_balancer": spec.load_balancer.model_copy(
+                update={"allowed_cidr": "10.0.0.0/8", "deregistration_delay_seconds": 60}
+            ),
+            "app": spec.app.model_copy(
+                update={
+                    "health_check_path": "/health",
+                    "health_check_interval_seconds": 5,
+                    "healthy_threshold": 3,
+                    "unhealthy_threshold": 4,
+                }
+            ),
+        }
+    )
+
+
+def without_rules(inventory: dict[str, set[str]]) -> dict[str, set[str]]:
+    """A rule put back is a new rule (a new id): rules are compared by what they allow."""
+    return {kind: ids for kind, ids in inventory.items() if kind != "security_group_rules"}
+
+
+async def test_allowed_cidr_health_check_and_deregistration_delay_change_in_place(
+    client, worker, aws, ec2, elbv2
+):
+    ingress = IngressCalls(aws.session)
+    spec = fast_spec()
+    out = await deploy(client, worker, spec)
+    deployed = await asyncio.to_thread(inventory)
+    assert target_group_settings(elbv2, out) == DEFAULT_SETTINGS
+    target = in_place(spec)
+    assert await plan_changes(client, worker, target) == {"sg-alb": Action.UPDATE, "tg-app": Action.UPDATE}
+    ingress.calls.clear()
+
+    result = await converge(client, worker, target)
+
+    assert result.updated == ["sg-alb", "tg-app"] and result.launched == result.terminated == []
+    assert result.instance_ids == out.instance_ids
+    # The new range was allowed before the old one was revoked: never a moment with neither.
+    assert ingress.calls == [
+        ("AuthorizeSecurityGroupIngress", 80, "10.0.0.0/8"),
+        ("RevokeSecurityGroupIngress", 80, "0.0.0.0/0"),
+    ]
+    assert alb_rules(ec2, out) == [(80, "10.0.0.0/8")]
+    assert target_group_settings(elbv2, out) == {
+        "HealthCheckPath": "/health",
+        "HealthCheckIntervalSeconds": 5,
+        "HealthCheckTimeoutSeconds": 4,  # AWS wants it below the interval
+        "HealthyThresholdCount": 3,
+        "UnhealthyThresholdCount": 4,
+        "delay": "60",
+    }
+    after = await asyncio.to_thread(inventory)
+    assert without_rules(after) == without_rules(deployed)
+    assert len(after["security_group_rules"]) == len(deployed["security_group_rules"])
+    assert await plan_changes(client, worker, target) == {}
+    again = await converge(client, worker, target)
+    assert again.updated == [] and len(ingress.calls) == 2
+
+
+async def test_a_failure_after_the_in_place_changes_restores_the_old_values(client, worker, aws, ec2, elbv2):
+    ingress = IngressCalls(aws.session)
+    fault = InjectedFault("ec2", "RunInstances", occurrences=set()).install(aws.session)
+    spec = fast_spec()
+    out = await deploy(client, worker, spec)
+    before = await asyncio.to_thread(inventory)
+    fault.occurrences = {fault.calls + 1}  # the first launch of the replacement
+    ingress.calls.clear()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await converge(client, worker, changed(in_place(spec), instance_type="t3.micro"))
+
+    assert "back on its previous spec (instances app-0, app-1)" in failure.value.cause.message
+    assert alb_rules(ec2, out) == [(80, "0.0.0.0/0")]
+    assert target_group_settings(elbv2, out) == DEFAULT_SETTINGS
+    # Undone as done: the old range allowed again before the new one was revoked.
+    assert ingress.calls == [
+        ("AuthorizeSecurityGroupIngress", 80, "10.0.0.0/8"),
+        ("RevokeSecurityGroupIngress", 80, "0.0.0.0/0"),
+        ("AuthorizeSecurityGroupIngress", 80, "0.0.0.0/0"),
+        ("RevokeSecurityGroupIngress", 80, "10.0.0.0/8"),
+    ]
+    assert without_rules(await asyncio.to_thread(inventory)) == without_rules(before)
+    assert await plan_changes(client, worker, spec) == {}

@@ -1,8 +1,9 @@
 """docs/iam-policy.json grants exactly the AWS actions the worker calls, and its tag conditions hold.
 
-Every AWS call of real deployments (single and per-AZ NAT), a repair, teardowns and a late rollback is
-recorded on the boto3 sessions the activities use, then compared with the policy both ways: a call the
-policy lacks would fail on real AWS; a grant nothing uses is privilege to remove.
+Every AWS call of real deployments (single and per-AZ NAT), a repair, a converge's in-place changes,
+teardowns and a late rollback is recorded on the boto3 sessions the activities use, then compared with
+the policy both ways: a call the policy lacks would fail on real AWS; a grant nothing uses is
+privilege to remove.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tests.support.inventory import inventory
 from tests.support.specs import FAST_TIMING, fast_spec
 from tests.support.waiting import eventually
 from tests.support.workers import running_worker
+from tests.test_converge import converge, in_place
 from workflows.deploy import DeployWorkflow
 from workflows.teardown import TeardownWorkflow
 
@@ -167,6 +169,7 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
     zone_id = hosted_zone()
     before = inventory()
     single, per_az, failing = fast_spec(), fast_spec(nat_mode="per_az"), fast_spec(nat_mode="per_az")
+    in_place_spec = fast_spec()
     https_found_zone, https_named_zone = (
         https_spec("a.example.com"),
         https_spec("b.example.com", hosted_zone_id=zone_id),
@@ -202,16 +205,25 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
             await deploy(client, worker, spec)
             await teardown(client, worker, spec)
 
+    async def converge_in_place_teardown(worker: Worker) -> None:
+        # A converge changes the ALB group's CIDR (authorize, revoke) and the target group's health
+        # check and deregistration delay, after reading them (DescribeTargetGroupAttributes).
+        await deploy(client, worker, in_place_spec)
+        await converge(client, worker, in_place(in_place_spec))
+        await teardown(client, worker, in_place_spec)
+
     health_fault = InjectedFault("elbv2", "DescribeTargetHealth", occurrences={1})
     await run_with_worker(client, recorder, single_nat_deploy_repair_teardown)
     await run_with_worker(client, recorder, per_az_deploy_teardown)
     await run_with_worker(client, recorder, late_failure_rolls_back, health_fault)
     await run_with_worker(client, recorder, https_deploys_teardowns)
+    await run_with_worker(client, recorder, converge_in_place_teardown)
 
     assert health_fault.failed == 1  # the rollback path really ran, after everything was created
     assert inventory() == before  # teardowns and the rollback removed everything: their calls were made
     assert recorder.unknown_services == set(), "add these botocore services to IAM_PREFIXES"
     assert {"ec2:ReplaceRoute", "elasticloadbalancing:DeregisterTargets"} <= recorder.actions
+    assert {"ec2:RevokeSecurityGroupIngress", "elasticloadbalancing:ModifyTargetGroup"} <= recorder.actions
 
     policy = both_policies()
     called, granted = recorder.actions, granted_actions(policy)

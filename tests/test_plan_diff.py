@@ -12,7 +12,17 @@ from typing import Any
 from temporalio.client import Client
 
 from models.cost import estimate, estimate_live
-from models.diff import DEPLOYMENT, Action, ResourceAction, blocking, desired, diff, refusal
+from models.diff import (
+    DEPLOYMENT,
+    Action,
+    ResourceAction,
+    applicable,
+    blocking,
+    desired,
+    diff,
+    inapplicable,
+    refusal,
+)
 from models.live import LiveDeployment, LiveResource
 from models.resources import Kind
 from models.spec import DeploymentSpec
@@ -187,6 +197,44 @@ def test_a_slot_with_two_generations_keeps_the_wanted_one_and_deletes_the_other(
         "app-0": (Action.DELETE, "id-app-0"),
         "app-0-g1": (Action.DELETE, "i-old"),
     }
+
+
+def test_in_place_settings_show_as_updates_of_the_target_group():
+    spec = spec_with(
+        app={"health_check_interval_seconds": 10, "healthy_threshold": 3},
+        load_balancer={"deregistration_delay_seconds": 120},
+    )
+    actions = changed(diff(spec, live_of(DeploymentSpec())))
+    assert list(actions) == ["tg-app"] and actions["tg-app"].action is Action.UPDATE
+    assert [(c.field, c.before, c.after) for c in actions["tg-app"].changes] == [
+        ("health_check_interval_seconds", "30", "10"),
+        ("healthy_threshold", "5", "3"),
+        ("deregistration_delay_seconds", "30", "120"),
+    ]
+
+
+APPLICABLE = [
+    {"instances": {"count": 4}},
+    {"instances": {"count": 1}},
+    {"instances": {"instance_type": "t3.micro"}},
+    {"load_balancer": {"allowed_cidr": "10.0.0.0/8", "deregistration_delay_seconds": 0}},
+    {"app": {"health_check_path": "/health", "unhealthy_threshold": 3}},
+]
+INAPPLICABLE = [
+    ({"load_balancer": {"listener_port": 8080}}, {"listener-80", "sg-alb"}),
+    ({"app": {"port": 8080}}, {"tg-app", "sg-app"}),  # a new group replaces the target group
+    ({"nat_mode": "per_az"}, {"rt-private"}),
+]
+
+
+def test_applicable_names_what_create_and_converge_apply_and_inapplicable_the_rest():
+    live = live_of(DeploymentSpec())
+    for overrides in APPLICABLE:
+        actions = diff(spec_with(**overrides), live)
+        assert inapplicable(actions) == [], overrides
+        assert applicable(actions) == actions
+    for overrides, names in INAPPLICABLE:
+        assert {a.name for a in inapplicable(diff(spec_with(**overrides), live))} >= names, overrides
 
 
 def test_nothing_live_is_all_creates():

@@ -25,7 +25,14 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities import ComputeActivities, LoadBalancingActivities, PreflightActivities, TargetActivities
+    from activities import (
+        ComputeActivities,
+        LoadBalancingActivities,
+        PreflightActivities,
+        SecurityGroupActivities,
+        TargetActivities,
+    )
+    from models import naming
     from models.converge import (
         RETIRE,
         SCALE_IN,
@@ -33,8 +40,10 @@ with workflow.unsafe.imports_passed_through():
         ConvergeInput,
         ConvergeResult,
         DrainInput,
+        IngressChangeInput,
         Launch,
         LiveInstance,
+        TargetGroupSettingsInput,
         converge_plan,
         drain_step,
         healthy_step,
@@ -105,8 +114,9 @@ class ConvergeWorkflow:
         fleet = {i.name: i.instance_id for i in plan.keep}
         if plan.changes_nothing:
             return ConvergeResult(instance_ids=fleet, launched=[], terminated=[])
-        pre = await self._preflight() if plan.scale_out or plan.batches else None
         self._tracker.phase(Phase.CREATING)
+        updated = await self._update_in_place()
+        pre = await self._preflight() if plan.scale_out or plan.batches else None
         await self._drain(SCALE_IN, plan.scale_in)
         launched = await self._add(pre, SCALE_OUT, plan.scale_out)
         for batch in plan.batches:
@@ -115,8 +125,38 @@ class ConvergeWorkflow:
         terminated = await self._retire(plan.retiring)
         fleet |= {name: instance.instance_id for name, instance in launched.items()}
         return ConvergeResult(
-            instance_ids=dict(sorted(fleet.items())), launched=sorted(launched), terminated=terminated
+            instance_ids=dict(sorted(fleet.items())),
+            launched=sorted(launched),
+            terminated=terminated,
+            updated=updated,
         )
+
+    async def _update_in_place(self) -> list[str]:
+        """Who may reach the ALB, the health check and the deregistration delay: before the instances
+        change (a drain waits out the new delay), each undone by setting the values it found."""
+        plan, updated = self._plan, []
+        if plan.ingress is not None and self._input.alb_security_group_id is not None:
+            step = naming.ALB_SECURITY_GROUP
+            request = IngressChangeInput(
+                key=self._key(step),
+                group_id=self._input.alb_security_group_id,
+                add=plan.ingress.add,
+                remove=plan.ingress.remove,
+            )
+            self._undo(step, SecurityGroupActivities.change_ingress, request.reversed())
+            await self._step(step, SecurityGroupActivities.change_ingress, request)
+            updated.append(step)
+        if plan.target_group is not None:
+            step = naming.TARGET_GROUP
+            group = self._input.target_group_arn
+            before, after = (
+                TargetGroupSettingsInput(key=self._key(step), target_group_arn=group, settings=settings)
+                for settings in (plan.target_group.before, plan.target_group.after)
+            )
+            self._undo(step, TargetActivities.configure_target_group, before)
+            await self._step(step, TargetActivities.configure_target_group, after)
+            updated.append(step)
+        return updated
 
     async def _preflight(self) -> PreflightResult:
         """Only before launches: the AMI (the spec's, or its parameter's today) and the instance type
@@ -313,9 +353,12 @@ class ConvergeWorkflow:
         """A delete's request with what the run knows: a launch's instance id, and until when AWS may
         not show what its step made everywhere (the step's end plus the consistency window)."""
         request = compensation.request
+        step = self._tracker.step(compensation.step)
+        if isinstance(request, IngressChangeInput):  # revokes the rules its step authorized
+            window = timedelta(seconds=self._spec.timing.consistency_window_seconds)
+            return request.model_copy(update={"settled_after": (step.finished_at or workflow.now()) + window})
         if not isinstance(request, DeleteInput):
             return request
-        step = self._tracker.step(compensation.step)
         ids = request.ids or (step.resource_id.split(",") if step.resource_id else [])
         ended = step.finished_at or workflow.now()
         window = timedelta(seconds=self._spec.timing.consistency_window_seconds)

@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         SecurityGroupInput,
         SubnetInput,
         TargetGroupInput,
+        TargetGroupSettings,
         TargetsHealthyInput,
         looking_again,
     )
@@ -347,6 +348,7 @@ class DeployWorkflow:
             vpc_id=pre.vpc_id,
             port=self._spec.app.port,
             health_check_path=self._spec.app.health_check_path,
+            settings=TargetGroupSettings.of(self._spec),
         )
         created: Resource = await self._create(name, LoadBalancingActivities.create_target_group, request)
         return created.id
