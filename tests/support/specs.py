@@ -9,7 +9,7 @@ from models.spec import DeploymentSpec
 
 FAST_TIMING = {
     "poll_interval_seconds": 0.05,
-    "heartbeat_timeout_seconds": 5,
+    "heartbeat_timeout_seconds": 10,
     "call_timeout_seconds": 10,
     "retry_initial_interval_seconds": 0.05,
     "retry_maximum_interval_seconds": 0.2,
