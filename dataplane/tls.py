@@ -44,9 +44,9 @@ class LocalCertificates:
             key = ec.generate_private_key(ec.SECP256R1())
             name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scaleout dataplane local CA")])
             cert = (
-                _builder(name, name, key)
+                builder(name, name, key)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                .add_extension(_usage(cert_sign=True), critical=True)
+                .add_extension(key_usage(cert_sign=True), critical=True)
                 .sign(key, hashes.SHA256())
             )
             self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -62,9 +62,9 @@ class LocalCertificates:
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ]
         cert = (
-            _builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]), ca.subject, key)
+            builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]), ca.subject, key)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(cert_sign=False), critical=True)
+            .add_extension(key_usage(cert_sign=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .sign(ca_key, hashes.SHA256())
@@ -83,7 +83,7 @@ class LocalCertificates:
         return context
 
 
-def _builder(
+def builder(
     subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
 ) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
@@ -98,7 +98,7 @@ def _builder(
     )
 
 
-def _usage(*, cert_sign: bool) -> x509.KeyUsage:
+def key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,

@@ -9,7 +9,6 @@ by real handshakes instead of being assumed.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ssl
 import threading
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from dataplane.tls import builder, key_usage
 
 SERVER_NAME = "localhost"
 """The only name in the server certificate: connecting to 127.0.0.1 needs TEMPORAL_TLS_SERVER_NAME."""
@@ -65,29 +66,6 @@ def make_certificates(directory: Path) -> Certificates:
             )
         )
     return Certificates(**paths)
-
-
-def builder(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
-
-
-def key_usage(cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-        key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
-        decipher_only=False,
-    )  # fmt: skip
 
 
 def write(path: Path, cert: x509.Certificate) -> Path:
