@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from cli import commands
+from cli import commands, deployment
 from cli.errors import UserError
 from cli.spec_file import load_spec, parse_assignment
 from models.progress import Phase
@@ -16,9 +16,10 @@ from models.spec import DeploymentSpec
 EPILOG = """exit codes: 0 success; 1 the deployment or teardown failed (and was rolled back, or lists
 what it left); 2 bad input (flags, spec, Temporal unreachable, or `plan` found problems); 3 the
 deployment is paused after a failure and waits for `retry` or `rollback`; 4 unknown deployment id;
-5 the spec changes a live deployment in a way `up` cannot apply yet (anything but creating what is
-missing: a delete such as a scale-in, a replacement, an in-place update, or a refused region, VPC or
-subnet CIDR change): `plan` lists them, `up` refuses before changing anything.
+5 nothing was changed: the spec changes a live deployment in a way `up` cannot apply (a region, VPC
+or subnet CIDR change, or what converging does not cover yet, e.g. an in-place update: `plan` lists
+them), or another operation of the deployment is running (its workflow rejects a second `up`).
+`up` on a live deployment converges it: scale out, scale in, rolling replacement of the instances.
 Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE or a temporalio envconfig profile.
 AWS: the standard credential chain; AWS_ENDPOINT_URL points at moto for local runs."""
 
@@ -49,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser(
         "up",
-        help="deploy (or attach to the running deployment of the same id); on a live deployment only "
-        "creates what is missing, and refuses any other change (exit 5)",
+        help="deploy, or converge a live deployment to the spec (scale out or in, rolling replacement); "
+        "attaches to a running operation with the same spec, refuses what it cannot apply (exit 5)",
     )
     add_spec_arguments(up)
     up.add_argument(
@@ -119,7 +120,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "plan":
         return asyncio.run(commands.plan(spec_from(args), args.json))
     if args.command == "up":
-        return asyncio.run(commands.up(spec_from(args), args.json, args.wait))
+        return asyncio.run(deployment.up(spec_from(args), args.json, args.wait))
     if args.command == "status":
         return asyncio.run(commands.status(args.deployment_id, args.json))
     if args.command == "watch":
@@ -131,5 +132,5 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "outputs":
         return asyncio.run(commands.outputs(args.deployment_id))
     if args.command == "down":
-        return asyncio.run(commands.down(args.deployment_id, args.region, args.json))
+        return asyncio.run(deployment.down(args.deployment_id, args.region, args.json))
     return asyncio.run(commands.list_deployments(args.json, args.phase))

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from models.converge import ConvergeResult
-from models.diff import APPLIED_BY_UP, REPLACE_THE_DEPLOYMENT, Action, ResourceAction
+from models.diff import REPLACE_THE_DEPLOYMENT, Action, ResourceAction
 from models.resources import DeploymentOutputs, Kind, Resource, TeardownResult
 from models.spec import DeploymentSpec, TimingSpec
 
@@ -116,24 +116,9 @@ class DeploymentStatus(BaseModel):
     child_workflow_id: str | None = None
 
 
-CONVERGED_KINDS = {Kind.INSTANCE}
-"""What ConvergeWorkflow changes on a live deployment (create, delete, replace); anything else the
-spec changes is refused with exit 5 until converge learns it (NAT mode, in-place updates)."""
-
-
-def not_applicable(actions: list[ResourceAction]) -> list[ResourceAction]:
-    """The diff's actions neither a create nor a converge applies."""
-    return [
-        action
-        for action in actions
-        if action.action not in APPLIED_BY_UP
-        and not (action.kind in CONVERGED_KINDS and action.action is not Action.REFUSED)
-    ]
-
-
 def needs_create(actions: list[ResourceAction]) -> bool:
     """A resource other than an instance is missing: the create (find-or-create) completes it."""
-    return any(a.action is Action.CREATE and a.kind not in CONVERGED_KINDS for a in actions)
+    return any(a.action is Action.CREATE and a.kind is not Kind.INSTANCE for a in actions)
 
 
 def moved(current: DeploymentSpec, desired: DeploymentSpec) -> list[str]:

@@ -104,7 +104,8 @@ async def test_up_says_when_no_worker_polls_its_task_queue(client: Client, tmp_p
     assert up.code == EXIT_OK, up.stderr
     assert up.json()["status"] == "RUNNING"
     assert f"no worker polls task queue '{queue}'" in up.stderr and "python worker.py" in up.stderr
-    await client.get_workflow_handle(f"deploy-{deployment_id}").terminate("test: no worker on purpose")
+    # The deployment's long-lived workflow started with the spec in its input (no worker to accept an update).
+    await client.get_workflow_handle(f"deployment-{deployment_id}").terminate("test: no worker on purpose")
 
 
 async def test_cancel_whose_rollback_leaves_something_says_so_and_fails(

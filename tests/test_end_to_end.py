@@ -61,7 +61,9 @@ async def test_worker_killed_mid_deployment_resumes_without_duplicates(client, c
         assert starter.returncode == 0, stderr
         result = json.loads(stdout)
         assert result["status"] == "COMPLETED" and result["deployment_id"] == deployment_id
-        assert result["workflow_id"] == f"deploy-{deployment_id}"
+        # The deployment's workflow; its create ran as the child `deploy-<id>` (retry, status, cancel).
+        assert result["workflow_id"] == f"deployment-{deployment_id}"
+        assert result["operation_workflow_id"] == f"deploy-{deployment_id}"
         assert result["alb_dns_name"].endswith(".elb.amazonaws.com")
         assert len(result["instance_ids"]) == 2 and len(result["nat_gateway_ids"]) == 1
         assert "Traceback" not in stderr

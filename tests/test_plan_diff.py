@@ -326,22 +326,32 @@ async def test_plan_of_a_live_deployment_shows_each_change_and_its_cost(client: 
     assert "live now" in table.stdout and "after the change" in table.stdout
 
 
-async def test_up_refuses_a_scale_in_and_applies_a_scale_out(client: Client, worker, tmp_path):
+async def test_up_converges_a_scale_in_and_out_and_refuses_what_converge_does_not_cover(
+    client: Client, worker, tmp_path
+):
+    """Since the long-lived deployment workflow, `up` converges instances (it refused a scale-in
+    before, exit 5); what converging does not cover yet (here a NAT mode switch) is still refused."""
     cli, spec = await deployed(client, worker, tmp_path)
     before = inventory()
     assert len(before["instances"]) == 2
 
-    refused = await run(cli, "up", "--spec", spec, "--set", "instances.count=1", "--json")
+    refused = await run(cli, "up", "--spec", spec, "--set", "nat_mode=per_az", "--json")
     assert refused.code == EXIT_NOT_APPLICABLE, refused.stderr
-    assert refused.json()["status"] == "REFUSED" and "app-1 delete" in refused.json()["error"]
+    assert refused.json()["status"] == "REFUSED" and "rt-private delete" in refused.json()["error"]
     assert "Nothing was changed" in refused.stderr and "Traceback" not in refused.stderr
     assert inventory() == before
+
+    smaller = await run(cli, "up", "--spec", spec, "--set", "instances.count=1", "--json")
+    assert smaller.code == EXIT_OK, smaller.stderr
+    assert smaller.json()["status"] == "COMPLETED" and list(smaller.json()["instance_ids"]) == ["app-0"]
+    kept = set(smaller.json()["instance_ids"].values())
+    assert kept < before["instances"] and inventory() == {**before, "instances": kept}
 
     grown = await run(cli, "up", "--spec", spec, "--set", "instances.count=4", "--json")
     assert grown.code == EXIT_OK, grown.stderr
     assert grown.json()["status"] == "COMPLETED" and len(grown.json()["instance_ids"]) == 4
     after = inventory()
-    assert len(after["instances"]) == 4 and before["instances"] < after["instances"]
+    assert len(after["instances"]) == 4 and kept < after["instances"]
     assert {kind: ids for kind, ids in after.items() if kind not in ("instances",)} == {
         kind: ids for kind, ids in before.items() if kind != "instances"
     }

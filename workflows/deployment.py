@@ -12,8 +12,9 @@ operation rolls itself back: a rollout puts the old instances back in service) a
 as `starter.py down` did for a running deployment before this workflow existed.
 
 A deployment made by a standalone `deploy-<id>` run (before this workflow) is adopted on its first
-`up`: the operation always starts by reading what is live by tags, so a deployment this workflow did
-not create is converged from what exists.
+`up`: every operation but a brand-new deployment's first starts by reading what is live by tags
+(`adopted_from` says a run of something else came before), so a deployment this workflow did not
+create is converged from what exists.
 """
 
 from __future__ import annotations
@@ -37,11 +38,10 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         moved,
         needs_create,
-        not_applicable,
         refused_move,
         with_fleet,
     )
-    from models.diff import Action, describe, diff
+    from models.diff import Action, describe, diff, inapplicable
     from models.live import InspectInput, LiveDeployment
     from models.progress import DeploymentProgress, Phase
     from models.resources import DeploymentOutputs, Kind, Scope, TeardownInput, TeardownResult
@@ -204,11 +204,14 @@ class DeploymentWorkflow:
             self._finish(self._running or Operation.NONE, outcome, message=message)
 
     async def _operate(self, spec: DeploymentSpec) -> None:
+        state = self._state
+        if state.operations == 0 and state.adopted_from is None:
+            return await self._create(spec)  # nothing of it ran before: find-or-create, as ever
         live = await self._inspect(spec)
         if not live.exists:
             return await self._create(spec)
         actions = diff(spec, live)
-        refused = not_applicable(actions)
+        refused = inapplicable(actions)  # what neither a create nor the converge applies
         if not refused and needs_create(actions):
             # An incomplete deployment (a create kept or interrupted): find-or-create completes it,
             # as long as no instance has to change too.
