@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 from temporalio.client import (
@@ -318,4 +319,54 @@ async def down(deployment_id: str, region: str | None, as_json: bool) -> int:
         {"deployment_id": deployment_id, "status": "DELETED", "region": final.region, "deleted": deleted},
         render.teardown_table(teardown),
     )
+    return EXIT_OK
+
+
+async def ready_state(client: Client, deployment_id: str) -> DeploymentStatus | None:
+    """The deployment workflow's status when it runs and is between operations on a live spec:
+    then its outputs (converged since its create) are the deployment's, not its create's."""
+    entity = client.get_workflow_handle_for(DeploymentWorkflow.run, workflow_id(deployment_id))
+    if not running(await describe(entity)):
+        return None
+    status = await status_of(entity)
+    ready = status is not None and status.state.phase is DeploymentPhase.READY and status.running is None
+    return status if ready else None
+
+
+async def status(deployment_id: str, as_json: bool) -> int:
+    """A deployment at rest under its workflow: COMPLETED with its outputs now and its last operation;
+    anything else (an operation running, a create that failed or paused) as the operation's run shows it."""
+    client = await connect()
+    current = await ready_state(client, deployment_id)
+    if current is None or current.state.outputs is None:
+        return await commands.status(deployment_id, as_json)
+    output = Output(as_json)
+    state, outputs = current.state, current.state.outputs
+    entity_id = workflow_id(deployment_id)
+    payload: dict[str, Any] = {
+        "deployment_id": deployment_id,
+        "workflow_id": entity_id,
+        "status": "COMPLETED",
+        "phase": state.phase.value,
+        "last_operation": state.last.model_dump(mode="json", exclude={"outputs"}) if state.last else None,
+        "ui": ui_link(client, entity_id, None),
+        **outputs.model_dump(mode="json"),
+    }
+    last = state.last
+    if last is not None and last.outcome in (Outcome.FAILED, Outcome.REFUSED, Outcome.CANCELLED):
+        payload["error"] = last.message
+    if not as_json:
+        note = f" (last {last.operation.value}: {last.outcome.value})" if last else ""
+        output.out.print(f"{deployment_id}: COMPLETED, {state.phase.value}{note}")
+    output.result(payload, render.outputs_table(outputs))
+    return EXIT_OK
+
+
+async def outputs(deployment_id: str) -> int:
+    """The deployment's outputs now (after any converge), else those of its completed create."""
+    client = await connect()
+    current = await ready_state(client, deployment_id)
+    if current is None or current.state.outputs is None:
+        return await commands.outputs(deployment_id)
+    print(json.dumps(current.state.outputs.model_dump(mode="json"), indent=2))
     return EXIT_OK

@@ -122,7 +122,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "up":
         return asyncio.run(deployment.up(spec_from(args), args.json, args.wait))
     if args.command == "status":
-        return asyncio.run(commands.status(args.deployment_id, args.json))
+        return asyncio.run(deployment.status(args.deployment_id, args.json))
     if args.command == "watch":
         return asyncio.run(commands.watch(args.deployment_id, args.json))
     if args.command == "cancel":
@@ -130,7 +130,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command in ("retry", "rollback"):
         return asyncio.run(commands.decide(args.deployment_id, args.command, args.json))
     if args.command == "outputs":
-        return asyncio.run(commands.outputs(args.deployment_id))
+        return asyncio.run(deployment.outputs(args.deployment_id))
     if args.command == "down":
         return asyncio.run(deployment.down(args.deployment_id, args.region, args.json))
     return asyncio.run(commands.list_deployments(args.json, args.phase))
