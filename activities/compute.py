@@ -12,7 +12,7 @@ from activities.errors import aws_errors
 from activities.tags import all_tagged, client_token, earlier, key_filters, tag_specifications
 from activities.user_data import render_user_data
 from activities.waits import wait_for
-from models.naming import APP_GROUP
+from models.naming import APP_GROUP, APP_VERSION_TAG
 from models.resources import Deleted, DeleteInput, Instance, InstanceInput, Kind, ResourceKey
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -22,6 +22,14 @@ DEFAULT_ROOT_DEVICE = "/dev/xvda"
 def root_device(image: dict[str, Any]) -> str:
     """Where the image's root volume attaches (Amazon Linux: /dev/xvda)."""
     return image.get("RootDeviceName", DEFAULT_ROOT_DEVICE)
+
+
+def _with_version(specifications: list[dict[str, Any]], version: str | None) -> dict[str, Any]:
+    """The instance's tags, with the app version it runs when the request names one."""
+    (instance,) = specifications
+    if version is None:
+        return instance
+    return {**instance, "Tags": [*instance["Tags"], {"Key": APP_VERSION_TAG, "Value": version}]}
 
 
 class ComputeActivities:
@@ -90,7 +98,7 @@ class ComputeActivities:
             ],
             UserData=render_user_data(request.app_port),
             TagSpecifications=[
-                *tag_specifications(key, "instance", group=APP_GROUP),
+                _with_version(tag_specifications(key, "instance", group=APP_GROUP), request.app_version),
                 *tag_specifications(key, "volume", group=APP_GROUP),
             ],
         )["Instances"][0]

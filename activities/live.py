@@ -21,6 +21,8 @@ from activities.network import DEFAULT_ROUTE
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from models.live import LiveDeployment, LiveResource
 from models.naming import (
+    APP_VERSION_TAG,
+    DEFAULT_APP_VERSION,
     LOAD_BALANCER,
     RESOURCE_TAG,
     TARGET_GROUP,
@@ -141,6 +143,7 @@ def _instances(ec2: Any, scope: Scope, app_port: str | None) -> list[LiveResourc
                 "instance_type": i["InstanceType"],
                 "ami_id": i["ImageId"],
                 "availability_zone": i["Placement"]["AvailabilityZone"],
+                "app_version": tag_value(i.get("Tags"), APP_VERSION_TAG) or DEFAULT_APP_VERSION,
                 **({"app_port": app_port} if app_port else {}),
             },
         )

@@ -11,6 +11,7 @@ from activities.consistency import delete_by_id, delete_every, ids_to_delete, if
 from activities.errors import aws_errors, ignore_not_found
 from activities.tags import all_tagged, client_token, earlier, first_tagged, key_filters, tag_specifications
 from activities.waits import wait_for
+from models.nat_switch import RouteTableSwitchInput
 from models.resources import (
     Deleted,
     DeleteInput,
@@ -211,6 +212,36 @@ class NetworkActivities:
                     f"route table {table_id} and subnet {subnet_id}",
                 )
         return Resource(kind=Kind.ROUTE_TABLE, name=key.name, id=table_id)
+
+    @activity.defn
+    @aws_errors
+    def switch_route_table(self, request: RouteTableSwitchInput) -> Resource:
+        """Move a subnet to a route table in one call (ReplaceRouteTableAssociation), so it always has
+        one: a NAT mode switch and its rollback never leave a subnet on the VPC's main table. The
+        association's id changes with every move, so a lost reply is found again by describing (a
+        re-sent replace would name an id that no longer exists: botocore's retries are off)."""
+        key = request.key
+        ec2, create = self._aws.ec2(key.scope.region), self._aws.ec2(key.scope.region, creates=True)
+        subnet, table = request.subnet_id, request.route_table_id
+        what = f"route table {table} and subnet {subnet}"
+        filters = [{"Name": "association.subnet-id", "Values": [subnet]}]
+        current = [
+            (t["RouteTableId"], a["RouteTableAssociationId"])
+            for t in ec2.describe_route_tables(Filters=filters)["RouteTables"]
+            for a in t.get("Associations", [])
+            if a.get("SubnetId") == subnet
+        ]
+        if any(table_id == table for table_id, _ in current):
+            return Resource(kind=Kind.ROUTE_TABLE, name=key.name, id=table)
+        if current:
+            association = current[0][1]
+            until_visible(
+                lambda: create.replace_route_table_association(AssociationId=association, RouteTableId=table),
+                what,
+            )
+        else:
+            until_visible(lambda: create.associate_route_table(RouteTableId=table, SubnetId=subnet), what)
+        return Resource(kind=Kind.ROUTE_TABLE, name=key.name, id=table)
 
     @activity.defn
     @aws_errors

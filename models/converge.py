@@ -18,6 +18,7 @@ from pydantic import Field
 
 from models import naming
 from models.live import LiveDeployment
+from models.nat_switch import LiveNetwork, NatSwitch, move_step, nat_switch, retire_step
 from models.plan import PREFLIGHT, PlannedStep, alb_ports, instance_zones
 from models.resources import DeleteInput, Frozen, Kind, ResourceKey, TargetGroupSettings
 from models.spec import DeploymentSpec
@@ -35,6 +36,7 @@ class LiveInstance(Frozen):
     instance_type: str
     ami_id: str
     availability_zone: str
+    app_version: str = Field(naming.DEFAULT_APP_VERSION, description="Its `scaleout:app-version` tag.")
 
 
 class CidrRule(Frozen):
@@ -81,6 +83,9 @@ class ConvergeInput(Frozen):
     target_group_settings: TargetGroupSettings | None = Field(
         None, description="The target group's health check and deregistration delay, live; None: left."
     )
+    network: LiveNetwork | None = Field(
+        None, description="NAT gateways, addresses and route tables, live; None: the NAT mode is left."
+    )
 
     @classmethod
     def from_live(cls, spec: DeploymentSpec, live: LiveDeployment) -> ConvergeInput:
@@ -98,6 +103,7 @@ class ConvergeInput(Frozen):
             alb_security_group_id=alb_group.id if alb_group else None,
             alb_ingress=cidr_rules(alb_group.facts.get("ingress", "")) if alb_group else [],
             target_group_settings=_settings(by_name[naming.TARGET_GROUP].facts),
+            network=LiveNetwork.from_live(live),
             private_subnet_ids={s.facts["availability_zone"]: s.id for s in live.of_kind(Kind.SUBNET)},
             instances=[
                 LiveInstance(
@@ -106,6 +112,7 @@ class ConvergeInput(Frozen):
                     instance_type=i.facts["instance_type"],
                     ami_id=i.facts["ami_id"],
                     availability_zone=i.facts["availability_zone"],
+                    app_version=i.facts.get("app_version", naming.DEFAULT_APP_VERSION),
                 )
                 for i in live.of_kind(Kind.INSTANCE)
             ],
@@ -207,10 +214,13 @@ class ConvergePlan(Frozen):
     target_group: SettingsChange | None = Field(
         None, description="Health check and deregistration delay, in place."
     )
+    nat: NatSwitch | None = Field(None, description="NAT mode switch (models/nat_switch.py).")
 
     @property
     def changes_nothing(self) -> bool:
-        return not (self.scale_in or self.scale_out or self.batches or self.ingress or self.target_group)
+        return not (
+            self.scale_in or self.scale_out or self.batches or self.ingress or self.target_group or self.nat
+        )
 
     @property
     def retiring(self) -> list[LiveInstance]:
@@ -225,6 +235,7 @@ def wanted(spec: DeploymentSpec, instance: LiveInstance, availability_zone: str)
         instance.instance_type == spec.instances.instance_type
         and (ami is None or instance.ami_id == ami)
         and instance.availability_zone == availability_zone
+        and instance.app_version == spec.app.version
     )
 
 
@@ -274,6 +285,7 @@ def converge_plan(request: ConvergeInput) -> ConvergePlan:
         batches=batches,
         ingress=ingress_change(request),
         target_group=settings_change(request),
+        nat=nat_switch(spec, request.network),
     )
 
 
@@ -308,8 +320,10 @@ def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
         found.append(
             PlannedStep(key=naming.TARGET_GROUP, summary=f"Target group: {changed}", kind=Kind.TARGET_GROUP)
         )
-    if plan.scale_out or plan.batches:  # checks what launches need
+    if plan.scale_out or plan.batches or plan.nat:  # checks what launches and NAT gateways need
         found.append(PlannedStep(key=PREFLIGHT, summary="Check the account against the spec"))
+    if plan.nat:
+        found += nat_steps(plan.nat)
     itype = spec.instances.instance_type
     if plan.scale_in:
         names = ", ".join(i.name for i in plan.scale_in)
@@ -343,6 +357,55 @@ def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
     if plan.retiring:
         names = ", ".join(i.name for i in plan.retiring)
         found.append(PlannedStep(key=RETIRE, summary=f"Terminate the drained {names}"))
+    if plan.nat:
+        found += nat_retire_steps(plan.nat)
+    return found
+
+
+def nat_steps(switch: NatSwitch) -> list[PlannedStep]:
+    found = []
+    for az in switch.create_nats:
+        found += [
+            PlannedStep(
+                key=naming.elastic_ip(az), summary=f"Elastic IP for the NAT in {az}", kind=Kind.ELASTIC_IP
+            ),
+            PlannedStep(
+                key=naming.nat_gateway(az),
+                summary=f"NAT gateway in {az}, until available",
+                kind=Kind.NAT_GATEWAY,
+            ),
+        ]
+    found += [
+        PlannedStep(
+            key=table.name,
+            summary=f"Route table 0.0.0.0/0 -> the NAT in {table.nat_zone}, serving no subnet yet",
+            kind=Kind.ROUTE_TABLE,
+        )
+        for table in switch.create_tables
+    ]
+    found += [
+        PlannedStep(
+            key=move_step(move.availability_zone),
+            summary=f"Move the private subnet in {move.availability_zone} to {move.to_table}",
+        )
+        for move in switch.moves
+    ]
+    return found
+
+
+def nat_retire_steps(switch: NatSwitch) -> list[PlannedStep]:
+    found = [
+        PlannedStep(key=retire_step(name), summary=f"Delete the route table {name}, serving no subnet now")
+        for name in switch.delete_tables
+    ]
+    for az in switch.delete_nats:
+        found += [
+            PlannedStep(
+                key=retire_step(naming.nat_gateway(az)),
+                summary=f"Delete the NAT gateway in {az}, no table routes to it now",
+            ),
+            PlannedStep(key=retire_step(naming.elastic_ip(az)), summary=f"Release the NAT address in {az}"),
+        ]
     return found
 
 
@@ -352,6 +415,18 @@ class ConvergeResult(Frozen):
     terminated: list[str] = Field(description="Instance ids it drained and terminated.")
     updated: list[str] = Field(
         default_factory=list, description="Logical names of the resources it changed in place."
+    )
+    nat_gateway_ids: dict[str, str] = Field(
+        default_factory=dict, description="After a NAT mode switch: AZ -> NAT gateway; empty: unchanged."
+    )
+    elastic_ip_allocation_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="After a NAT mode switch: AZ -> its NAT's address; empty: unchanged.",
+    )
+    route_table_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="After a NAT mode switch: AZ -> the route table its private subnet uses; empty: "
+        "unchanged.",
     )
 
 

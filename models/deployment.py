@@ -12,7 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from models.converge import ConvergeResult
-from models.diff import REPLACE_THE_DEPLOYMENT, Action, ResourceAction
+from models.diff import REPLACE_THE_DEPLOYMENT, Action, ResourceAction, converges
 from models.resources import DeploymentOutputs, Kind, Resource, TeardownResult
 from models.spec import DeploymentSpec, TimingSpec
 
@@ -117,8 +117,9 @@ class DeploymentStatus(BaseModel):
 
 
 def needs_create(actions: list[ResourceAction]) -> bool:
-    """A resource other than an instance is missing: the create (find-or-create) completes it."""
-    return any(a.action is Action.CREATE and a.kind is not Kind.INSTANCE for a in actions)
+    """A resource the converge does not make is missing (models/diff.py `converges`: it makes instances,
+    and NAT gateways, addresses and route tables in a NAT mode switch): the create completes it."""
+    return any(a.action is Action.CREATE and not converges(a) for a in actions)
 
 
 def moved(current: DeploymentSpec, desired: DeploymentSpec) -> list[str]:

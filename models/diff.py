@@ -66,11 +66,12 @@ class Desired(BaseModel):
 
 
 REPLACED_BY = {
-    Kind.INSTANCE: "a running instance keeps its type, AMI, AZ and user data: a new one replaces it",
+    Kind.INSTANCE: "a running instance keeps its type, AMI, AZ, user data and app version: a new one "
+    "replaces it",
     Kind.TARGET_GROUP: "a target group's port cannot change: a new group replaces it",
 }
 REPLACE_FIELDS = {
-    Kind.INSTANCE: {"instance_type", "ami_id", "availability_zone", "app_port"},
+    Kind.INSTANCE: {"instance_type", "ami_id", "availability_zone", "app_port", "app_version"},
     Kind.TARGET_GROUP: {"port"},
 }
 REFUSED_FIELDS = {
@@ -80,6 +81,7 @@ REFUSED_FIELDS = {
     ),
 }
 REPLACE_THE_DEPLOYMENT = "replace the deployment (`down`, then `up` with the new spec)"
+TWIN = "a second resource under this name (a twin)"
 
 
 def desired(spec: DeploymentSpec) -> list[Desired]:
@@ -119,6 +121,7 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
     for index, az in enumerate(instance_zones(spec)):
         instance = {"instance_type": spec.instances.instance_type, "availability_zone": az}
         instance["app_port"] = str(app.port)
+        instance["app_version"] = app.version
         if spec.instances.ami_id:  # unpinned, each launch takes the parameter's AMI of its day
             instance["ami_id"] = spec.instances.ami_id
         facts[naming.instance(index)] = instance
@@ -142,7 +145,7 @@ def diff(spec: DeploymentSpec, live: LiveDeployment) -> list[ResourceAction]:
         if want.kind is Kind.INSTANCE:
             found = _serving_first(want, found)
         actions.append(compare(want, found[0]))
-        actions += [_delete(twin, "a second resource under this name (a twin)") for twin in found[1:]]
+        actions += [_delete(twin, TWIN) for twin in found[1:]]
     for leftovers in by_name.values():
         actions += [_delete(resource, "the spec no longer asks for it") for resource in leftovers]
     return actions
@@ -229,15 +232,20 @@ CONVERGE_APPLIES: dict[Kind, set[Action]] = {
     Kind.INSTANCE: {Action.CREATE, Action.DELETE, Action.REPLACE},
     Kind.SECURITY_GROUP: {Action.UPDATE},
     Kind.TARGET_GROUP: {Action.UPDATE},
+    Kind.ELASTIC_IP: {Action.CREATE, Action.DELETE},
+    Kind.NAT_GATEWAY: {Action.CREATE, Action.DELETE},
+    Kind.ROUTE_TABLE: {Action.CREATE, Action.DELETE},
 }
 """What ConvergeWorkflow changes on a live deployment (workflows/converge.py): the instances (scale out
 and in, rolling replacement), the ALB group's allowed CIDR, the target group's health check and
-deregistration delay."""
+deregistration delay, the NAT mode (gateways, addresses and route tables made and retired)."""
 
 
 def converges(action: ResourceAction) -> bool:
     """ConvergeWorkflow applies this action."""
     if action.kind is None or action.action not in CONVERGE_APPLIES.get(action.kind, set()):
+        return False
+    if action.kind is not Kind.INSTANCE and action.reason == TWIN:
         return False
     if action.kind is Kind.SECURITY_GROUP:  # the ALB's CIDR, on the ports it has: not a port move
         return action.name == naming.ALB_SECURITY_GROUP and all(

@@ -11,6 +11,10 @@ PROJECT = "scaleout"
 DEPLOYMENT_TAG = f"{PROJECT}:deployment"
 RESOURCE_TAG = f"{PROJECT}:resource"
 GROUP_TAG = f"{PROJECT}:group"
+APP_VERSION_TAG = f"{PROJECT}:app-version"
+"""On each instance: the `app.version` it was launched with (none on instances launched before: the
+default version)."""
+DEFAULT_APP_VERSION = "1"
 
 ALB_SUFFIX = "-alb"
 TARGET_GROUP_SUFFIX = "-tg"

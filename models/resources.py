@@ -217,6 +217,8 @@ class InstanceInput(Frozen):
     waiting: Waiting
     root_device_name: str | None = None
     """From preflight; None (runs started before preflight reported it): looked up at launch."""
+    app_version: str | None = None
+    """Tagged on the instance (`scaleout:app-version`); None (runs started before): no tag."""
 
 
 class Instance(Frozen):

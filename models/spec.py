@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from models.naming import MAX_DEPLOYMENT_ID_LENGTH
+from models.naming import DEFAULT_APP_VERSION, MAX_DEPLOYMENT_ID_LENGTH
 
 DEFAULT_VPC_CIDR = ipaddress.IPv4Network("172.31.0.0/16")
 """AWS creates every default VPC with this CIDR, so a spec without `vpc_id` can be checked offline."""
@@ -155,6 +155,13 @@ class RolloutSpec(Strict):
 
 class AppSpec(Strict):
     port: Port = Field(3000, description="Port the Node.js API listens on.")
+    version: str = Field(
+        DEFAULT_APP_VERSION,
+        pattern=r"^[A-Za-z0-9._:/=+@-]{1,128}$",
+        description="The app release the instances run, e.g. 2.4.1 or a commit id: tagged on each "
+        "instance at launch (`scaleout:app-version`); changing it replaces the instances, rolling with "
+        "an additional batch. Instances without the tag count as this default.",
+    )
     health_check_path: str = Field(
         "/", pattern=r"^/[\x21-\x7e]*$", max_length=1024, description="Path the target group checks."
     )

@@ -23,6 +23,7 @@ from activities.user_data import server_source
 from models.converge import ConvergeInput, ConvergeResult
 from models.diff import Action, diff
 from models.live import InspectInput, LiveDeployment
+from models.naming import APP_VERSION_TAG, DEFAULT_APP_VERSION
 from models.resources import DeploymentOutputs, Scope
 from models.spec import DeploymentSpec
 from tests.support.dataplane import RunningDataPlane, running_dataplane
@@ -450,3 +451,41 @@ async def test_a_failure_after_the_in_place_changes_restores_the_old_values(clie
     ]
     assert without_rules(await asyncio.to_thread(inventory)) == without_rules(before)
     assert await plan_changes(client, worker, spec) == {}
+
+
+# The app version: a tag at launch; a new version replaces the instances
+
+
+def versions(ec2: Any, ids: set[str]) -> dict[str, str | None]:
+    """Instance id -> its scaleout:app-version tag (None: untagged)."""
+    reservations = ec2.describe_instances(InstanceIds=sorted(ids))["Reservations"]
+    return {
+        i["InstanceId"]: next((t["Value"] for t in i.get("Tags", []) if t["Key"] == APP_VERSION_TAG), None)
+        for r in reservations
+        for i in r["Instances"]
+    }
+
+
+async def test_a_new_app_version_replaces_untagged_instances_and_tags_the_new_ones(client, worker, ec2):
+    spec = fast_spec()
+    out = await deploy(client, worker, spec)
+    old = set(out.instance_ids.values())
+    assert versions(ec2, old) == dict.fromkeys(old, DEFAULT_APP_VERSION)
+    # Instances launched before versions were tagged count as the default version.
+    ec2.delete_tags(Resources=sorted(old), Tags=[{"Key": APP_VERSION_TAG}])
+    assert await plan_changes(client, worker, spec) == {}
+    target = spec.model_copy(update={"app": spec.app.model_copy(update={"version": "2.0.1"})})
+    assert await plan_changes(client, worker, target) == {"app-0": Action.REPLACE, "app-1": Action.REPLACE}
+
+    result = await converge(client, worker, target)
+
+    assert sorted(result.instance_ids) == ["app-0-g1", "app-1-g1"] and sorted(result.terminated) == sorted(
+        old
+    )
+    new = set(result.instance_ids.values())
+    assert versions(ec2, new) == dict.fromkeys(new, "2.0.1")
+    assert await plan_changes(client, worker, target) == {}
+    assert await plan_changes(client, worker, spec) == {
+        "app-0-g1": Action.REPLACE,
+        "app-1-g1": Action.REPLACE,
+    }

@@ -223,8 +223,11 @@ async def test_a_change_no_operation_can_apply_is_rejected_or_refused_with_nothi
     assert "private subnet CIDR in ap-northeast-2a" in str(rejected.value.cause)
     assert len((await handle.fetch_history()).events) == events_before
 
-    per_az = await up(client, worker, spec.model_copy(update={"nat_mode": "per_az"}))
-    assert per_az.outcome is Outcome.REFUSED and "nat-ap-northeast-2c create" in (per_az.message or "")
+    port = spec.load_balancer.model_copy(update={"listener_port": 8080})
+    moved_listener = await up(client, worker, spec.model_copy(update={"load_balancer": port}))
+    assert moved_listener.outcome is Outcome.REFUSED and "listener-80 delete" in (
+        moved_listener.message or ""
+    )
     assert await asyncio.to_thread(inventory) == deployed
 
 

@@ -213,7 +213,17 @@ def test_in_place_settings_show_as_updates_of_the_target_group():
     ]
 
 
+def test_a_new_app_version_replaces_each_instance():
+    actions = changed(diff(spec_with(app={"version": "2"}), live_of(DeploymentSpec())))
+    assert {name: a.action for name, a in actions.items()} == dict.fromkeys(
+        ["app-0", "app-1"], Action.REPLACE
+    )
+    assert [(c.field, c.before, c.after) for c in actions["app-0"].changes] == [("app_version", "1", "2")]
+
+
 APPLICABLE = [
+    {"app": {"version": "2"}},
+    {"nat_mode": "per_az"},
     {"instances": {"count": 4}},
     {"instances": {"count": 1}},
     {"instances": {"instance_type": "t3.micro"}},
@@ -223,7 +233,6 @@ APPLICABLE = [
 INAPPLICABLE = [
     ({"load_balancer": {"listener_port": 8080}}, {"listener-80", "sg-alb"}),
     ({"app": {"port": 8080}}, {"tg-app", "sg-app"}),  # a new group replaces the target group
-    ({"nat_mode": "per_az"}, {"rt-private"}),
 ]
 
 
@@ -235,6 +244,22 @@ def test_applicable_names_what_create_and_converge_apply_and_inapplicable_the_re
         assert applicable(actions) == actions
     for overrides, names in INAPPLICABLE:
         assert {a.name for a in inapplicable(diff(spec_with(**overrides), live))} >= names, overrides
+
+
+def test_nat_mode_per_az_to_single_retires_a_nat_and_the_tables_per_az_and_costs_less():
+    per_az = spec_with(nat_mode="per_az")
+    actions = changed(diff(DeploymentSpec(), live_of(per_az)))
+    assert {name: a.action for name, a in actions.items()} == {
+        "rt-private": Action.CREATE,
+        f"eip-nat-{SEOUL_2C}": Action.DELETE,
+        f"nat-{SEOUL_2C}": Action.DELETE,
+        f"rt-private-{SEOUL_2A}": Action.DELETE,
+        f"rt-private-{SEOUL_2C}": Action.DELETE,
+    }
+    assert inapplicable(list(actions.values())) == []
+    before, after = estimate_live(live_of(per_az), 8), estimate(DeploymentSpec())
+    nat_hour = 0.059 + 0.005  # a NAT gateway in Seoul, and its public IPv4 address
+    assert round(before.hourly_usd - after.hourly_usd, 4) == nat_hour
 
 
 def test_nothing_live_is_all_creates():
@@ -330,14 +355,14 @@ async def test_up_converges_a_scale_in_and_out_and_refuses_what_converge_does_no
     client: Client, worker, tmp_path
 ):
     """Since the long-lived deployment workflow, `up` converges instances (it refused a scale-in
-    before, exit 5); what converging does not cover yet (here a NAT mode switch) is still refused."""
+    before, exit 5); what converging does not cover yet (here a listener port move) is still refused."""
     cli, spec = await deployed(client, worker, tmp_path)
     before = inventory()
     assert len(before["instances"]) == 2
 
-    refused = await run(cli, "up", "--spec", spec, "--set", "nat_mode=per_az", "--json")
+    refused = await run(cli, "up", "--spec", spec, "--set", "load_balancer.listener_port=8080", "--json")
     assert refused.code == EXIT_NOT_APPLICABLE, refused.stderr
-    assert refused.json()["status"] == "REFUSED" and "rt-private delete" in refused.json()["error"]
+    assert refused.json()["status"] == "REFUSED" and "listener-80 delete" in refused.json()["error"]
     assert "Nothing was changed" in refused.stderr and "Traceback" not in refused.stderr
     assert inventory() == before
 
@@ -355,3 +380,11 @@ async def test_up_converges_a_scale_in_and_out_and_refuses_what_converge_does_no
     assert {kind: ids for kind, ids in after.items() if kind not in ("instances",)} == {
         kind: ids for kind, ids in before.items() if kind != "instances"
     }
+
+    per_az = ["--set", "instances.count=4", "--set", "nat_mode=per_az"]
+    switched = await run(cli, "up", "--spec", spec, *per_az, "--json")
+    assert switched.code == EXIT_OK, switched.stderr
+    assert switched.json()["status"] == "COMPLETED"
+    assert actions_of(await run(cli, "plan", "--spec", spec, *per_az, "--json")) == {}
+    counts = {kind: len(ids) for kind, ids in inventory().items()}
+    assert (counts["nat_gateways"], counts["addresses"]) == (len(before["nat_gateways"]) + 1,) * 2

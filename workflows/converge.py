@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import (
         ComputeActivities,
         LoadBalancingActivities,
+        NetworkActivities,
         PreflightActivities,
         SecurityGroupActivities,
         TargetActivities,
@@ -50,17 +51,21 @@ with workflow.unsafe.imports_passed_through():
         register_step,
         steps,
     )
-    from models.plan import PREFLIGHT
+    from models.nat_switch import NatSwitch, NewTable, RouteTableSwitchInput, move_step, retire_step, table_of
+    from models.plan import PREFLIGHT, nat_zones
     from models.progress import DeploymentProgress, Phase
     from models.resources import (
         Deleted,
         DeleteInput,
+        ElasticIp,
         Instance,
         InstanceInput,
+        NatGatewayInput,
         PreflightInput,
         PreflightResult,
         RegisterTargetsInput,
         ResourceKey,
+        RouteTableInput,
         Scope,
         TargetsHealthyInput,
         Waiting,
@@ -116,20 +121,116 @@ class ConvergeWorkflow:
             return ConvergeResult(instance_ids=fleet, launched=[], terminated=[])
         self._tracker.phase(Phase.CREATING)
         updated = await self._update_in_place()
-        pre = await self._preflight() if plan.scale_out or plan.batches else None
+        pre = await self._preflight() if plan.scale_out or plan.batches or plan.nat else None
+        network = await self._switch_nat(pre, plan.nat) if plan.nat and pre else {}
         await self._drain(SCALE_IN, plan.scale_in)
         launched = await self._add(pre, SCALE_OUT, plan.scale_out)
         for batch in plan.batches:
             launched |= await self._add(pre, batch.key, batch.launch)
             await self._drain(batch.key, batch.retire)
         terminated = await self._retire(plan.retiring)
+        if plan.nat:
+            await self._retire_network(plan.nat)
         fleet |= {name: instance.instance_id for name, instance in launched.items()}
         return ConvergeResult(
             instance_ids=dict(sorted(fleet.items())),
             launched=sorted(launched),
             terminated=terminated,
             updated=updated,
+            **network,
         )
+
+    # The NAT mode (models/nat_switch.py): new gateways and tables first, subnets moved, old ones last
+
+    async def _switch_nat(self, pre: PreflightResult, switch: NatSwitch) -> dict[str, dict[str, str]]:
+        """Until every subnet has moved, each still routes through its old table: egress never cut."""
+        live = self._input.network
+        assert live is not None
+        timing = self._spec.timing
+
+        async def gateway(az: str) -> tuple[str, str, str]:
+            eip_name, nat_name = naming.elastic_ip(az), naming.nat_gateway(az)
+            self._undo(eip_name, NetworkActivities.release_elastic_ip, self._delete(eip_name))
+            eip: ElasticIp = await self._step(
+                eip_name, NetworkActivities.allocate_elastic_ip, self._key(eip_name)
+            )
+            wait = waiting(timing, timing.nat_gateway_timeout_seconds)
+            self._undo(nat_name, NetworkActivities.delete_nat_gateway, self._delete(nat_name))
+            request = NatGatewayInput(
+                key=self._key(nat_name),
+                subnet_id=pre.public_subnet_ids[az],
+                allocation_id=eip.allocation_id,
+                waiting=wait,
+            )
+            nat = await self._step(nat_name, NetworkActivities.create_nat_gateway, request, waiting=wait)
+            return az, eip.allocation_id, nat.id
+
+        made = await gather_settled(*(gateway(az) for az in switch.create_nats)) if switch.create_nats else []
+        nats = {**live.nat_gateways, **{az: nat for az, _, nat in made}}
+        eips = {**live.elastic_ips, **{az: eip for az, eip, _ in made}}
+
+        async def table(new: NewTable) -> tuple[str, str]:
+            self._undo(new.name, NetworkActivities.delete_route_table, self._delete(new.name))
+            request = RouteTableInput(
+                key=self._key(new.name), vpc_id=pre.vpc_id, nat_gateway_id=nats[new.nat_zone], subnet_ids=[]
+            )
+            created = await self._step(new.name, NetworkActivities.create_private_route_table, request)
+            return new.name, created.id
+
+        created = (
+            await gather_settled(*(table(t) for t in switch.create_tables)) if switch.create_tables else []
+        )
+        tables = {**live.route_tables, **dict(created)}
+        for move in switch.moves:
+            step = move_step(move.availability_zone)
+            subnet = self._input.private_subnet_ids[move.availability_zone]
+            if move.from_table in tables:
+                back = RouteTableSwitchInput(
+                    key=self._key(step), subnet_id=subnet, route_table_id=tables[move.from_table]
+                )
+                self._undo(step, NetworkActivities.switch_route_table, back)
+            request = RouteTableSwitchInput(
+                key=self._key(step), subnet_id=subnet, route_table_id=tables[move.to_table]
+            )
+            await self._step(step, NetworkActivities.switch_route_table, request)
+        kept = nat_zones(self._spec)
+        return {
+            "nat_gateway_ids": {az: nats[az] for az in kept},
+            "elastic_ip_allocation_ids": {az: eips[az] for az in kept if az in eips},
+            "route_table_ids": {az: tables[table_of(self._spec, az)] for az in self._spec.availability_zones},
+        }
+
+    async def _retire_network(self, switch: NatSwitch) -> None:
+        """The old tables (serving no subnet now), then the gateways no table routes to, then their
+        addresses: from here the change goes forward only."""
+        live = self._input.network
+        if live is None or not switch.retires:
+            return
+        self._irreversible = True
+        deletions = [
+            (name, NetworkActivities.delete_route_table, [live.route_tables[name]])
+            for name in switch.delete_tables
+        ]
+        for az in switch.delete_nats:
+            deletions.append(
+                (naming.nat_gateway(az), NetworkActivities.delete_nat_gateway, [live.nat_gateways[az]])
+            )
+            address = live.elastic_ips.get(az)
+            deletions.append(
+                (naming.elastic_ip(az), NetworkActivities.release_elastic_ip, [address] if address else [])
+            )
+        for name, activity, ids in deletions:
+            step = retire_step(name)
+            request = self._delete(name).model_copy(update={"ids": ids})
+            await self._tracked(
+                step,
+                lambda a=activity, r=request, s=step: self._execute(
+                    a, r, self._summaries[s], self._deleting()
+                ),
+            )
+
+    def _delete(self, name: str) -> DeleteInput:
+        return DeleteInput(key=self._key(name), waiting=self._deleting())
 
     async def _update_in_place(self) -> list[str]:
         """Who may reach the ALB, the health check and the deregistration delay: before the instances
@@ -212,6 +313,7 @@ class ConvergeWorkflow:
             instance_type=instances.instance_type,
             root_volume_gib=instances.root_volume_gib,
             app_port=self._spec.app.port,
+            app_version=self._spec.app.version,
             waiting=wait,
         )
         return launch.name, await self._step(

@@ -396,6 +396,7 @@ class DeployWorkflow:
                 instance_type=instances.instance_type,
                 root_volume_gib=instances.root_volume_gib,
                 app_port=self._spec.app.port,
+                app_version=self._spec.app.version,
                 waiting=wait,
             )
             created: Instance = await self._create(
