@@ -1,9 +1,9 @@
 """docs/iam-policy.json grants exactly the AWS actions the worker calls, and its tag conditions hold.
 
-Every AWS call of real deployments (single and per-AZ NAT), a repair, a converge's in-place changes,
-teardowns and a late rollback is recorded on the boto3 sessions the activities use, then compared with
-the policy both ways: a call the policy lacks would fail on real AWS; a grant nothing uses is
-privilege to remove.
+Every AWS call of real deployments (single and per-AZ NAT), a repair, a converge's in-place changes
+and NAT mode switch, teardowns and a late rollback is recorded on the boto3 sessions the activities
+use, then compared with the policy both ways: a call the policy lacks would fail on real AWS; a grant
+nothing uses is privilege to remove.
 """
 
 from __future__ import annotations
@@ -210,6 +210,8 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
         # check and deregistration delay, after reading them (DescribeTargetGroupAttributes).
         await deploy(client, worker, in_place_spec)
         await converge(client, worker, in_place(in_place_spec))
+        # A NAT mode switch moves each subnet to its new table (ReplaceRouteTableAssociation).
+        await converge(client, worker, in_place(in_place_spec).model_copy(update={"nat_mode": "per_az"}))
         await teardown(client, worker, in_place_spec)
 
     health_fault = InjectedFault("elbv2", "DescribeTargetHealth", occurrences={1})
@@ -223,7 +225,11 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
     assert inventory() == before  # teardowns and the rollback removed everything: their calls were made
     assert recorder.unknown_services == set(), "add these botocore services to IAM_PREFIXES"
     assert {"ec2:ReplaceRoute", "elasticloadbalancing:DeregisterTargets"} <= recorder.actions
-    assert {"ec2:RevokeSecurityGroupIngress", "elasticloadbalancing:ModifyTargetGroup"} <= recorder.actions
+    assert {
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:ReplaceRouteTableAssociation",
+        "elasticloadbalancing:ModifyTargetGroup",
+    } <= recorder.actions
 
     policy = both_policies()
     called, granted = recorder.actions, granted_actions(policy)
