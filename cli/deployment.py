@@ -370,3 +370,52 @@ async def outputs(deployment_id: str) -> int:
         return await commands.outputs(deployment_id)
     print(json.dumps(current.state.outputs.model_dump(mode="json"), indent=2))
     return EXIT_OK
+
+
+async def running_operation(
+    client: Client, deployment_id: str
+) -> tuple[WorkflowHandle, DeploymentStatus] | None:
+    """The deployment workflow and its status while it runs a converge; None otherwise (a create is
+    its child `deploy-<id>`, which `cancel` and `watch` address as before)."""
+    entity = client.get_workflow_handle_for(DeploymentWorkflow.run, workflow_id(deployment_id))
+    if not running(await describe(entity)):
+        return None
+    status = await status_of(entity)
+    if status is None or status.running is not Operation.CONVERGE or status.child_workflow_id is None:
+        return None
+    return entity, status
+
+
+async def cancel(deployment_id: str, as_json: bool) -> int:
+    """A running converge is cancelled like a create: it rolls back to the previous instances."""
+    client = await connect()
+    found = await running_operation(client, deployment_id)
+    if found is None:
+        return await commands.cancel(deployment_id, as_json)
+    entity, status = found
+    output = Output(as_json)
+    assert status.child_workflow_id is not None and status.running is not None
+    child = client.get_workflow_handle(status.child_workflow_id)
+    await child.cancel()
+    output.note(f"cancel requested; the {status.running.value} of {deployment_id} is rolling back")
+    base = {"deployment_id": deployment_id, "workflow_id": entity.id, "ui": ui_link(client, entity.id, None)}
+    result = asyncio.ensure_future(operation_ended(entity, status.state.operations))
+    code = await follow(client, entity, result, output, base)
+    if code != EXIT_DEPLOYMENT_FAILED:
+        return code
+    progress = await child.query("progress", result_type=DeploymentProgress, rpc_timeout=QUERY_TIMEOUT)
+    cancelled = (await result).outcome is Outcome.CANCELLED
+    return EXIT_OK if cancelled and not progress.left_behind else EXIT_DEPLOYMENT_FAILED
+
+
+async def watch(deployment_id: str, as_json: bool) -> int:
+    """Follow a running converge until it ends; anything else as before."""
+    client = await connect()
+    found = await running_operation(client, deployment_id)
+    if found is None:
+        return await commands.watch(deployment_id, as_json)
+    entity, status = found
+    output = Output(as_json)
+    base = {"deployment_id": deployment_id, "workflow_id": entity.id, "ui": ui_link(client, entity.id, None)}
+    result = asyncio.ensure_future(operation_ended(entity, status.state.operations))
+    return await follow(client, entity, result, output, base)

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("status", "show a deployment's state, steps and resources"),
         ("watch", "follow a deployment live until it ends or pauses"),
-        ("cancel", "cancel a running deployment; it rolls back"),
+        ("cancel", "cancel a running deployment or change; it rolls back"),
         ("retry", "paused deployment: run the failed step again and go on"),
         ("rollback", "paused deployment: undo everything it created"),
     ):
@@ -124,9 +124,9 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return asyncio.run(deployment.status(args.deployment_id, args.json))
     if args.command == "watch":
-        return asyncio.run(commands.watch(args.deployment_id, args.json))
+        return asyncio.run(deployment.watch(args.deployment_id, args.json))
     if args.command == "cancel":
-        return asyncio.run(commands.cancel(args.deployment_id, args.json))
+        return asyncio.run(deployment.cancel(args.deployment_id, args.json))
     if args.command in ("retry", "rollback"):
         return asyncio.run(commands.decide(args.deployment_id, args.command, args.json))
     if args.command == "outputs":

@@ -99,3 +99,34 @@ async def test_up_during_a_rollout_is_rejected_and_down_stops_it_and_removes_eve
     stopped = await rollout
     assert stopped.code == 1 and stopped.json()["status"] == "CANCELLED", stopped.stderr
     assert await asyncio.to_thread(inventory) == before
+
+
+async def test_cancel_of_a_rollout_puts_the_previous_instances_back(client: Client, aws, worker, tmp_path):
+    held = HeldHealth(aws.session)
+    cli = Cli(client.service_client.config.target_host, worker.task_queue)
+    deployment_id = f"undo-{uuid.uuid4().hex[:8]}"
+    spec = spec_file(tmp_path, deployment_id)
+    created = await run(cli, "up", "--spec", spec, "--json")
+    assert created.code == EXIT_OK, created.stderr
+    deployed = await asyncio.to_thread(inventory)
+    held.serving, held.held = set(created.json()["instance_ids"].values()), True
+
+    started = await run(
+        cli, "up", "--spec", spec, "--set", "instances.instance_type=t3.micro", "--no-wait", "--json"
+    )
+    assert started.code == EXIT_OK and started.json()["status"] == "RUNNING", started.stderr
+    await eventually(
+        lambda: entity(client, deployment_id).query(DeploymentWorkflow.status),
+        lambda s: s.running is Operation.CONVERGE,
+    )
+
+    cancelled = await run(cli, "cancel", deployment_id, "--json")
+
+    assert cancelled.code == EXIT_OK, cancelled.stderr
+    assert cancelled.json()["status"] == "CANCELLED" and cancelled.json()["operation"] == "converge"
+    assert await asyncio.to_thread(inventory) == deployed  # exactly the previous instances
+    status = await run(cli, "status", deployment_id, "--json")
+    assert (
+        status.json()["status"] == "COMPLETED" and status.json()["last_operation"]["outcome"] == "cancelled"
+    )
+    assert status.json()["instance_ids"] == created.json()["instance_ids"]
