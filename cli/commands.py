@@ -348,11 +348,7 @@ async def follow(handle: WorkflowHandle, output: Output, deployment_id: str, lin
     base = {"deployment_id": deployment_id, "workflow_id": handle.id, "ui": link}
     if not result.done() and progress is not None and progress.phase is Phase.PAUSED:
         result.cancel()
-        message = paused_message(progress)
-        output.note(f"[bold yellow]deployment {deployment_id} paused:[/] {message}")
-        payload = {**base, "status": "PAUSED", "error": progress.error}
-        output.result({**payload, "progress": progress.model_dump(mode="json")})
-        return EXIT_PAUSED
+        return paused(progress, output, base)
     try:
         outputs: DeploymentOutputs = await result
     except WorkflowFailureError as err:
@@ -391,6 +387,14 @@ async def outlive_outages(handle: WorkflowHandle, output: Output) -> Any:
                 raise
             output.note(f"Temporal server unreachable ({err.message}); still waiting for the deployment")
             await asyncio.sleep(POLL_SECONDS * 4)
+
+
+def paused(progress: DeploymentProgress, output: Output, base: dict[str, Any]) -> int:
+    """A run paused after a failure (`on_failure: pause`): what failed and what to run next."""
+    output.note(f"[bold yellow]deployment {progress.deployment_id} paused:[/] {paused_message(progress)}")
+    payload = {**base, "status": "PAUSED", "error": progress.error}
+    output.result({**payload, "progress": progress.model_dump(mode="json")})
+    return EXIT_PAUSED
 
 
 def paused_message(progress: DeploymentProgress) -> str:

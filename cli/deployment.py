@@ -30,14 +30,13 @@ from cli.commands import (
     EXIT_DEPLOYMENT_FAILED,
     EXIT_NOT_APPLICABLE,
     EXIT_OK,
-    EXIT_PAUSED,
     POLL_SECONDS,
     QUERY_TIMEOUT,
     Output,
     describe,
     note_missing_workers,
     outlive_outages,
-    paused_message,
+    paused,
     running,
     show_progress,
     ui_link,
@@ -229,16 +228,11 @@ async def follow(
 ) -> int:
     """Show the operation's progress until it ends (or its create pauses), then what it did."""
     progress = await show_progress(OperationProgress(client, entity), result, output)  # type: ignore[arg-type]
-    deployment_id = base["deployment_id"]
     if not result.done() and progress is not None and progress.phase is Phase.PAUSED:
         result.cancel()
         with contextlib.suppress(BaseException):  # the update's poll ends in its own error: retrieved
             await result
-        message = paused_message(progress)
-        output.note(f"[bold yellow]deployment {deployment_id} paused:[/] {message}")
-        payload = {**base, "status": "PAUSED", "error": progress.error}
-        output.result({**payload, "progress": progress.model_dump(mode="json")})
-        return EXIT_PAUSED
+        return paused(progress, output, base)
     try:
         done: OperationResult = await result
     except WorkflowUpdateFailedError as err:
@@ -398,9 +392,8 @@ async def cancel(deployment_id: str, as_json: bool) -> int:
     child = client.get_workflow_handle(status.child_workflow_id)
     await child.cancel()
     output.note(f"cancel requested; the {status.running.value} of {deployment_id} is rolling back")
-    base = {"deployment_id": deployment_id, "workflow_id": entity.id, "ui": ui_link(client, entity.id, None)}
     result = asyncio.ensure_future(operation_ended(entity, status.state.operations))
-    code = await follow(client, entity, result, output, base)
+    code = await follow_running(client, entity, result, output)
     if code != EXIT_DEPLOYMENT_FAILED:
         return code
     progress = await child.query("progress", result_type=DeploymentProgress, rpc_timeout=QUERY_TIMEOUT)
@@ -415,7 +408,13 @@ async def watch(deployment_id: str, as_json: bool) -> int:
     if found is None:
         return await commands.watch(deployment_id, as_json)
     entity, status = found
-    output = Output(as_json)
-    base = {"deployment_id": deployment_id, "workflow_id": entity.id, "ui": ui_link(client, entity.id, None)}
     result = asyncio.ensure_future(operation_ended(entity, status.state.operations))
+    return await follow_running(client, entity, result, Output(as_json))
+
+
+async def follow_running(
+    client: Client, entity: WorkflowHandle, result: asyncio.Future, output: Output
+) -> int:
+    deployment_id = entity.id.removeprefix(workflow_id(""))
+    base = {"deployment_id": deployment_id, "workflow_id": entity.id, "ui": ui_link(client, entity.id, None)}
     return await follow(client, entity, result, output, base)
