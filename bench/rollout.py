@@ -1,22 +1,24 @@
 """Zero downtime, measured: a load loop against the local ALB throughout a rolling replacement, a scale
-out and a scale in, with the latency model on the worker's AWS calls and the local data plane serving
-the ALB (real health checks, draining for the deregistration delay, apps booting after the profile's
-`instance_running + app_listening`).
+out, a scale in and a NAT mode switch there and back, with the latency model on the worker's AWS calls
+and the local data plane serving the ALB (real health checks, draining for the deregistration delay,
+apps booting after the profile's `instance_running + app_listening`).
 
     .venv/bin/python bench/rollout.py [--scale 0.05] [--instances 2] [--batch-size 1]
 
 Deploys `--instances` instances, then converges: a rolling replacement (t2.micro -> t3.micro, in
-batches of `--batch-size`), a scale out to twice the count, a scale in back to it. Printed: requests
-sent and failed (target 0), each operation's wall time against its bound as a ratio (target <= 1.15),
-and the history events of each operation's run.
+batches of `--batch-size`), a scale out to twice the count, a scale in back to it, `nat_mode` single ->
+per_az -> single. Printed: requests sent and failed (target 0), each operation's wall time against its
+bound as a ratio (target <= 1.15), and the history events of each operation's run.
 
 The bound, from the profile (scaled): a batch is boot (`instance_running`) + app start
 (`app_listening`) + healthy threshold x interval (registered before its app listens, a new target
 fails its first checks) and then the deregistration delay; old instances terminate once, at the
 end (`instance_terminated`).
 A scale out is one batch without the delay and the termination; a scale in is the delay plus the
-termination. Temporal's round trips and moto's own time are not in the bound (about 0.3 s per
-operation on this machine whatever the scale): at small scales they dominate the ratio.
+termination. A NAT switch to per_az waits for the new NAT gateway (`nat_gateway_available`); back to
+single, for the old one's deletion (`nat_gateway_deleted`) before its address is released.
+Temporal's round trips and moto's own time are not in the bound (about 0.3 s per operation on this
+machine whatever the scale): at small scales they dominate the ratio.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def bounds(profile: LatencyProfile, batches: int) -> dict[str, float]:
         "rolling replacement": batches * (boot + healthy + drain) + terminate,
         "scale out": boot + healthy,
         "scale in": drain + terminate,
+        "NAT single -> per_az": profile.seconds("nat_gateway_available"),
+        "NAT per_az -> single": profile.seconds("nat_gateway_deleted"),
     }
 
 
@@ -127,6 +131,8 @@ async def measure(args: argparse.Namespace) -> int:
                     ("scale out", with_instances(replaced, count=2 * args.instances)),
                     ("scale in", with_instances(replaced, count=args.instances)),
                 ]
+                per_az = steps[-1][1].model_copy(update={"nat_mode": "per_az"})
+                steps += [("NAT single -> per_az", per_az), ("NAT per_az -> single", steps[-1][1])]
                 operations = []
                 with LoadLoop(url, limit=10**6) as load:
                     for name, target in steps:

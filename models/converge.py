@@ -223,6 +223,11 @@ class ConvergePlan(Frozen):
         )
 
     @property
+    def needs_preflight(self) -> bool:
+        """Launches need the AMI and the instance type checked; new NAT gateways, the public subnets."""
+        return bool(self.scale_out or self.batches or (self.nat and self.nat.create_nats))
+
+    @property
     def retiring(self) -> list[LiveInstance]:
         """Every instance that leaves service; terminated only once the whole change has succeeded."""
         return [*self.scale_in, *(old for batch in self.batches for old in batch.retire)]
@@ -320,7 +325,7 @@ def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
         found.append(
             PlannedStep(key=naming.TARGET_GROUP, summary=f"Target group: {changed}", kind=Kind.TARGET_GROUP)
         )
-    if plan.scale_out or plan.batches or plan.nat:  # checks what launches and NAT gateways need
+    if plan.needs_preflight:
         found.append(PlannedStep(key=PREFLIGHT, summary="Check the account against the spec"))
     if plan.nat:
         found += nat_steps(plan.nat)

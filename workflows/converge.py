@@ -121,8 +121,8 @@ class ConvergeWorkflow:
             return ConvergeResult(instance_ids=fleet, launched=[], terminated=[])
         self._tracker.phase(Phase.CREATING)
         updated = await self._update_in_place()
-        pre = await self._preflight() if plan.scale_out or plan.batches or plan.nat else None
-        network = await self._switch_nat(pre, plan.nat) if plan.nat and pre else {}
+        pre = await self._preflight() if plan.needs_preflight else None
+        network = await self._switch_nat(pre, plan.nat) if plan.nat else {}
         await self._drain(SCALE_IN, plan.scale_in)
         launched = await self._add(pre, SCALE_OUT, plan.scale_out)
         for batch in plan.batches:
@@ -142,13 +142,14 @@ class ConvergeWorkflow:
 
     # The NAT mode (models/nat_switch.py): new gateways and tables first, subnets moved, old ones last
 
-    async def _switch_nat(self, pre: PreflightResult, switch: NatSwitch) -> dict[str, dict[str, str]]:
+    async def _switch_nat(self, pre: PreflightResult | None, switch: NatSwitch) -> dict[str, dict[str, str]]:
         """Until every subnet has moved, each still routes through its old table: egress never cut."""
         live = self._input.network
         assert live is not None
         timing = self._spec.timing
 
         async def gateway(az: str) -> tuple[str, str, str]:
+            assert pre is not None  # preflight ran: it names the public subnets
             eip_name, nat_name = naming.elastic_ip(az), naming.nat_gateway(az)
             self._undo(eip_name, NetworkActivities.release_elastic_ip, self._delete(eip_name))
             eip: ElasticIp = await self._step(
@@ -172,7 +173,7 @@ class ConvergeWorkflow:
         async def table(new: NewTable) -> tuple[str, str]:
             self._undo(new.name, NetworkActivities.delete_route_table, self._delete(new.name))
             request = RouteTableInput(
-                key=self._key(new.name), vpc_id=pre.vpc_id, nat_gateway_id=nats[new.nat_zone], subnet_ids=[]
+                key=self._key(new.name), vpc_id=live.vpc_id, nat_gateway_id=nats[new.nat_zone], subnet_ids=[]
             )
             created = await self._step(new.name, NetworkActivities.create_private_route_table, request)
             return new.name, created.id
