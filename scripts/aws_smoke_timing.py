@@ -35,8 +35,10 @@ KIND_STEP = {
     Kind.INSTANCE: "instances",
     Kind.TARGET_REGISTRATION: "register targets",
     Kind.LISTENER: "listener",
+    Kind.CERTIFICATE: "certificate",
+    Kind.DNS_RECORD: "dns records",
 }
-"""The model's step for each kind of resource the workflow creates."""
+"""The model's step for each kind of resource the workflow creates (HTTPS's have none in the model)."""
 KEY_STEP = {
     PREFLIGHT: "preflight",
     HEALTHY: "healthy",
