@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from models import naming
 from models.converge import ConvergeResult
 from models.diff import REPLACE_THE_DEPLOYMENT, Action, ResourceAction, converges
 from models.resources import DeploymentOutputs, Kind, Resource, TeardownResult
@@ -147,7 +148,27 @@ def refused_move(deployment_id: str, changes: list[str]) -> str:
 
 
 def with_fleet(outputs: DeploymentOutputs, result: ConvergeResult) -> DeploymentOutputs:
-    """The outputs after a converge: its fleet instead of the instances before it."""
-    resources = [r for r in outputs.resources if r.kind is not Kind.INSTANCE]
-    resources += [Resource(kind=Kind.INSTANCE, name=n, id=i) for n, i in result.instance_ids.items()]
-    return outputs.model_copy(update={"instance_ids": dict(result.instance_ids), "resources": resources})
+    """The outputs after a converge: its fleet instead of the instances before it, and after a NAT mode
+    switch its NAT gateways, addresses and route tables (an empty map in the result: unchanged)."""
+    update: dict[str, object] = {"instance_ids": dict(result.instance_ids)}
+    made = [Resource(kind=Kind.INSTANCE, name=n, id=i) for n, i in result.instance_ids.items()]
+    if result.nat_gateway_ids:
+        update["nat_gateway_ids"] = dict(result.nat_gateway_ids)
+        made += [
+            Resource(kind=Kind.NAT_GATEWAY, name=naming.nat_gateway(az), id=i)
+            for az, i in result.nat_gateway_ids.items()
+        ]
+    if result.elastic_ip_allocation_ids:
+        update["elastic_ip_allocation_ids"] = dict(result.elastic_ip_allocation_ids)
+        made += [
+            Resource(kind=Kind.ELASTIC_IP, name=naming.elastic_ip(az), id=i)
+            for az, i in result.elastic_ip_allocation_ids.items()
+        ]
+    if result.route_table_ids:
+        update["route_table_ids"] = dict(result.route_table_ids)
+        shared = len(set(result.route_table_ids.values())) == 1
+        tables = {naming.route_table(None if shared else az): i for az, i in result.route_table_ids.items()}
+        made += [Resource(kind=Kind.ROUTE_TABLE, name=n, id=i) for n, i in tables.items()]
+    replaced = {resource.kind for resource in made}
+    update["resources"] = [r for r in outputs.resources if r.kind not in replaced] + made
+    return outputs.model_copy(update=update)

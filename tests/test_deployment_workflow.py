@@ -24,6 +24,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from models.converge import ConvergeResult
 from models.deployment import (
     DeploymentPhase,
     DeploymentState,
@@ -31,8 +32,10 @@ from models.deployment import (
     Operation,
     OperationResult,
     Outcome,
+    with_fleet,
     workflow_id,
 )
+from models.resources import DeploymentOutputs, Kind, Resource
 from models.spec import DeploymentSpec
 from tests.support.inventory import added, inventory
 from tests.support.specs import fast_spec
@@ -248,3 +251,41 @@ async def test_up_adopts_a_deployment_made_by_a_standalone_deploy_run(client, wo
     assert three > set(out.instance_ids.values())
     assert await asyncio.to_thread(inventory) == {**deployed, "instances": three}
     assert set(fleet(elbv2, ec2, out)) == three
+
+
+def test_the_outputs_after_a_nat_mode_switch_name_the_new_gateways_tables_and_fleet():
+    single = {"ap-northeast-2a": "rtb-1", "ap-northeast-2c": "rtb-1"}
+    outputs = DeploymentOutputs(
+        deployment_id="d", region="ap-northeast-2", alb_dns_name="alb", url="http://alb", vpc_id="vpc",
+        ami_id="ami", private_subnet_ids={}, public_subnet_ids={}, alb_security_group_id="sg-a",
+        app_security_group_id="sg-b", target_group_arn="tg", load_balancer_arn="lb", listener_arn="l",
+        elastic_ip_allocation_ids={"ap-northeast-2a": "eip-1"}, nat_gateway_ids={"ap-northeast-2a": "nat-1"},
+        route_table_ids=single, instance_ids={"app-0": "i-0"},
+        resources=[
+            Resource(kind=Kind.NAT_GATEWAY, name="nat-ap-northeast-2a", id="nat-1"),
+            Resource(kind=Kind.ROUTE_TABLE, name="rt-private", id="rtb-1"),
+            Resource(kind=Kind.INSTANCE, name="app-0", id="i-0"),
+            Resource(kind=Kind.TARGET_GROUP, name="tg-app", id="tg"),
+        ],
+    )  # fmt: skip
+    per_az = {"ap-northeast-2a": "rtb-2", "ap-northeast-2c": "rtb-3"}
+    result = ConvergeResult(
+        instance_ids={"app-0": "i-0", "app-1-g1": "i-1"}, launched=["app-1-g1"], terminated=[],
+        nat_gateway_ids={"ap-northeast-2a": "nat-1", "ap-northeast-2c": "nat-2"},
+        elastic_ip_allocation_ids={"ap-northeast-2a": "eip-1", "ap-northeast-2c": "eip-2"},
+        route_table_ids=per_az,
+    )  # fmt: skip
+
+    after = with_fleet(outputs, result)
+
+    assert after.route_table_ids == per_az and after.nat_gateway_ids == result.nat_gateway_ids
+    assert after.instance_ids == result.instance_ids and after.alb_dns_name == "alb"
+    assert {(r.name, r.id) for r in after.resources} == {
+        ("tg-app", "tg"), ("app-0", "i-0"), ("app-1-g1", "i-1"),
+        ("nat-ap-northeast-2a", "nat-1"), ("nat-ap-northeast-2c", "nat-2"),
+        ("eip-nat-ap-northeast-2a", "eip-1"), ("eip-nat-ap-northeast-2c", "eip-2"),
+        ("rt-private-ap-northeast-2a", "rtb-2"), ("rt-private-ap-northeast-2c", "rtb-3"),
+    }  # fmt: skip
+    back = with_fleet(after, result.model_copy(update={"route_table_ids": single, "nat_gateway_ids": {}}))
+    assert {r.name for r in back.resources if r.kind is Kind.ROUTE_TABLE} == {"rt-private"}
+    assert back.nat_gateway_ids == after.nat_gateway_ids  # an empty map: unchanged
