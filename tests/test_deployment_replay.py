@@ -1,8 +1,8 @@
 """Determinism of the long-lived deployment workflow: a recorded life (create, scale out, rolling
 replacement, down: a chain of four runs continued as new) replays against the current code, and so do
-the converges it ran. Recorded by `python scripts/record_deployment_histories.py`; a replay failure
-means a change is not compatible with deployments whose workflow runs now (`workflow.patched`), see
-tests/test_replay.py.
+the converges it ran, and a rollout that `down` cancelled (rolled back, then torn down). Recorded by
+`python scripts/record_deployment_histories.py`; a replay failure means a change is not compatible
+with deployments whose workflow runs now (`workflow.patched`), see tests/test_replay.py.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 HISTORIES = Path(__file__).parent / "data" / "histories" / "deployment"
 RUNS = sorted(HISTORIES.glob("run-*.json"))
 CONVERGES = sorted(HISTORIES.glob("converge-*.json"))
+STOPPED = sorted(HISTORIES.glob("down-*.json"))
+"""A second deployment whose rollout `down` stopped: its two runs and the cancelled converge."""
 MAX_EVENTS_PER_RUN = 60
 
 
@@ -52,7 +54,7 @@ def replayer(workflows: list[type] = WORKFLOWS) -> Replayer:
     return Replayer(workflows=workflows, data_converter=pydantic_data_converter)
 
 
-@pytest.mark.parametrize("path", [*RUNS, *CONVERGES], ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", [*RUNS, *CONVERGES, *STOPPED], ids=lambda path: path.stem)
 async def test_recorded_deployment_history_replays(path: Path) -> None:
     result = await replayer().replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
@@ -81,6 +83,29 @@ def test_the_chain_continued_as_new_after_each_operation_carrying_the_state() ->
         if e.HasField("workflow_execution_update_accepted_event_attributes")
     ]
     assert accepted == ["up", "up", "up", "down"]
+
+
+def test_down_during_a_rollout_cancelled_it_then_tore_down_in_the_same_run() -> None:
+    runs = [load(path) for path in STOPPED if path.stem.startswith("down-run-")]
+    (converge,) = [load(path) for path in STOPPED if path.stem.startswith("down-converge-")]
+    assert len(runs) == 2 and kinds(runs[-1])[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+    last = runs[-1]
+    accepted = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in last.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert accepted == ["up", "down"]
+    assert "CHILD_WORKFLOW_EXECUTION_CANCELED" in kinds(last)  # the converge, stopped by down
+    children = [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
+        for e in last.events
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+    assert children == ["InspectWorkflow", "ConvergeWorkflow", "TeardownWorkflow"]
+    assert kinds(converge)[-1] == "WORKFLOW_EXECUTION_CANCELED"
+    result = last.events[-1].workflow_execution_completed_event_attributes.result.payloads[0]
+    assert DeploymentState.model_validate(json.loads(result.data)).phase.value == "deleted"
 
 
 @workflow.defn(name="DeploymentWorkflow")
