@@ -40,6 +40,7 @@ from activities import AwsClients  # noqa: E402
 from models.deployment import DeploymentState, DownRequest, Operation, Outcome, workflow_id  # noqa: E402
 from models.resources import DeploymentOutputs  # noqa: E402
 from models.spec import DeploymentSpec  # noqa: E402
+from tests.support.held_health import HeldHealth  # noqa: E402
 from tests.support.servers import free_port, isolate_aws, start_dev_server  # noqa: E402
 from tests.support.specs import fast_spec  # noqa: E402
 from worker import build_worker  # noqa: E402
@@ -77,19 +78,6 @@ async def up(client: Client, spec: DeploymentSpec) -> DeploymentOutputs:
         raise RuntimeError(f"{result.operation} ended {result.outcome}: {result.message}")
     print(f"up: {result.operation.value} {result.outcome.value} ({result.workflow_id})", flush=True)
     return result.outputs
-
-
-class HeldHealth:
-    """While `held`, instances not in `serving` stay `initial`: a rollout waits at its health check."""
-
-    def __init__(self, session: boto3.Session) -> None:
-        self.held, self.serving = False, set()
-        session.events.register("after-call.elbv2.DescribeTargetHealth", self._rewrite)
-
-    def _rewrite(self, parsed: dict, **_: object) -> None:
-        for item in parsed.get("TargetHealthDescriptions", []) if self.held else []:
-            if item["Target"]["Id"] not in self.serving and item["TargetHealth"]["State"] == "healthy":
-                item["TargetHealth"] = {"State": "initial", "Reason": "Elb.RegistrationInProgress"}
 
 
 def save(name: str, history: WorkflowHistory) -> None:

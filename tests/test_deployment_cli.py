@@ -16,12 +16,13 @@ from temporalio.client import Client
 
 from cli.commands import Output, start_deployment
 from models.deployment import Operation
+from tests.support.held_health import HeldHealth
 from tests.support.inventory import inventory
 from tests.support.processes import Cli
 from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
 from tests.test_cli_operations import run, spec_file
-from tests.test_deployment_workflow import HeldHealth, entity
+from tests.test_deployment_workflow import entity
 from workflows.deployment import DeploymentWorkflow
 
 EXIT_OK, EXIT_NOT_APPLICABLE = 0, 5

@@ -8,10 +8,8 @@ and tears down; the run chain continues as new between operations; a deployment 
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
-import boto3
 import pytest
 from temporalio.client import (
     Client,
@@ -37,6 +35,7 @@ from models.deployment import (
 )
 from models.resources import DeploymentOutputs, Kind, Resource
 from models.spec import DeploymentSpec
+from tests.support.held_health import HeldHealth
 from tests.support.inventory import added, inventory
 from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
@@ -140,23 +139,6 @@ async def test_up_creates_then_converges_out_and_in_continuing_as_new_between_op
     assert await asyncio.to_thread(inventory) == before
     final = await entity(client, spec.deployment_id).result()
     assert final.phase is DeploymentPhase.DELETED and final.spec is None
-
-
-class HeldHealth:
-    """Instances not in `serving` stay `initial` while held: a rollout waits at its health check."""
-
-    def __init__(self, session: boto3.Session) -> None:
-        self.held = False
-        self.serving: set[str] = set()
-        self._lock = threading.Lock()
-        session.events.register("after-call.elbv2.DescribeTargetHealth", self._rewrite)
-
-    def _rewrite(self, parsed: dict[str, Any], **_: Any) -> None:
-        if not self.held:
-            return
-        for item in parsed.get("TargetHealthDescriptions", []):
-            if item["Target"]["Id"] not in self.serving and item["TargetHealth"]["State"] == "healthy":
-                item["TargetHealth"] = {"State": "initial", "Reason": "Elb.RegistrationInProgress"}
 
 
 async def test_an_up_during_a_rollout_is_rejected_and_down_cancels_the_rollout_then_tears_down(
