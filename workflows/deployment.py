@@ -55,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.teardown import TeardownWorkflow
     from workflows.teardown import workflow_id as teardown_workflow_id
 
+MIN_EVENTS_TO_SHED = 10
+
 PROGRESS_PHASES = {
     DeploymentPhase.NEW: Phase.PREFLIGHT,
     DeploymentPhase.CREATING: Phase.CREATING,
@@ -162,11 +164,7 @@ class DeploymentWorkflow:
         self._show()
         while True:
             await workflow.wait_condition(
-                lambda: (
-                    self._pending is not None
-                    or self._down is not None
-                    or workflow.info().is_continue_as_new_suggested()
-                )
+                lambda: self._pending is not None or self._down is not None or self._history_too_long()
             )
             if self._pending is not None and self._down is None:
                 spec, self._running_spec = self._pending, self._pending
@@ -185,6 +183,12 @@ class DeploymentWorkflow:
             self._continuing = True
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(self._state)
+
+    def _history_too_long(self) -> bool:
+        """The server's suggestion, as a safety net: every operation already ends its run. A run that
+        has only started has nothing to shed (a server threshold below that would loop)."""
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() and info.get_current_history_length() > MIN_EVENTS_TO_SHED
 
     async def _apply(self, spec: DeploymentSpec) -> None:
         """One `up`: read what is live, then create, converge, or refuse; never raises for a failed
