@@ -23,6 +23,7 @@ from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
 from tests.test_cli_operations import run, spec_file
 from tests.test_deployment_workflow import entity
+from workflows import search_attributes
 from workflows.deployment import DeploymentWorkflow
 
 EXIT_OK, EXIT_NOT_APPLICABLE = 0, 5
@@ -50,6 +51,10 @@ async def test_up_adopts_a_standalone_deployment_then_status_outputs_and_down_fo
     assert set(old.instance_ids.values()) < set(result["instance_ids"].values())
     state = (await entity(client, deployment_id).query(DeploymentWorkflow.status)).state
     assert state.adopted_from == f"deploy-{deployment_id}"
+    described = await entity(client, deployment_id).describe()  # the UI's and `list`'s filters
+    attributes = described.typed_search_attributes
+    assert attributes.get(search_attributes.DEPLOYMENT_ID) == deployment_id
+    assert attributes.get(search_attributes.DEPLOYMENT_PHASE) == "ready"
 
     status = await run(cli, "status", deployment_id, "--json")
     assert status.code == EXIT_OK and status.json()["status"] == "COMPLETED"
