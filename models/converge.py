@@ -19,7 +19,7 @@ from pydantic import Field
 from models import naming
 from models.live import LiveDeployment
 from models.nat_switch import LiveNetwork, NatSwitch, move_step, nat_switch, retire_step
-from models.plan import PREFLIGHT, PlannedStep, alb_ports, instance_zones
+from models.plan import PREFLIGHT, PlannedStep, alb_ports, instance_zones, nat_gateway_steps
 from models.resources import DeleteInput, Frozen, Kind, ResourceKey, TargetGroupSettings
 from models.spec import DeploymentSpec
 
@@ -368,18 +368,7 @@ def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
 
 
 def nat_steps(switch: NatSwitch) -> list[PlannedStep]:
-    found = []
-    for az in switch.create_nats:
-        found += [
-            PlannedStep(
-                key=naming.elastic_ip(az), summary=f"Elastic IP for the NAT in {az}", kind=Kind.ELASTIC_IP
-            ),
-            PlannedStep(
-                key=naming.nat_gateway(az),
-                summary=f"NAT gateway in {az}, until available",
-                kind=Kind.NAT_GATEWAY,
-            ),
-        ]
+    found = [step for az in switch.create_nats for step in nat_gateway_steps(az)]
     found += [
         PlannedStep(
             key=table.name,

@@ -47,6 +47,22 @@ def alb_ports(spec: DeploymentSpec) -> list[int]:
     return ports + [spec.https.port] if spec.https else ports
 
 
+def nat_gateway_steps(availability_zone: str) -> list[PlannedStep]:
+    """A NAT gateway's address, then the gateway: a deployment's steps and a converge's NAT switch."""
+    return [
+        PlannedStep(
+            key=naming.elastic_ip(availability_zone),
+            summary=f"Elastic IP for the NAT in {availability_zone}",
+            kind=Kind.ELASTIC_IP,
+        ),
+        PlannedStep(
+            key=naming.nat_gateway(availability_zone),
+            summary=f"NAT gateway in {availability_zone}, until available",
+            kind=Kind.NAT_GATEWAY,
+        ),
+    ]
+
+
 def plan(spec: DeploymentSpec) -> list[PlannedStep]:
     steps = [PlannedStep(key=PREFLIGHT, summary="Check the account against the spec")]
     for subnet in spec.private_subnets:
@@ -58,18 +74,7 @@ def plan(spec: DeploymentSpec) -> list[PlannedStep]:
             )
         )
     for az in nat_zones(spec):
-        steps += [
-            PlannedStep(
-                key=naming.elastic_ip(az),
-                summary=f"Elastic IP for the NAT in {az}",
-                kind=Kind.ELASTIC_IP,
-            ),
-            PlannedStep(
-                key=naming.nat_gateway(az),
-                summary=f"NAT gateway in {az}, until available",
-                kind=Kind.NAT_GATEWAY,
-            ),
-        ]
+        steps += nat_gateway_steps(az)
     for az in route_table_zones(spec):
         where = "every private subnet" if az is None else f"the private subnet in {az}"
         steps.append(

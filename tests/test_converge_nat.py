@@ -57,6 +57,8 @@ class Egress:
     def nat_of(self, subnet_id: str) -> str | None:
         filters = [{"Name": "association.subnet-id", "Values": [subnet_id]}]
         for table in self._ec2.describe_route_tables(Filters=filters)["RouteTables"]:
+            if not any(a.get("SubnetId") == subnet_id for a in table.get("Associations", [])):
+                continue
             for route in table["Routes"]:
                 if route.get("DestinationCidrBlock") == "0.0.0.0/0":
                     return route.get("NatGatewayId")
@@ -128,6 +130,17 @@ async def test_nat_mode_single_to_per_az_and_back_never_cuts_egress(client, work
     assert counts(await asyncio.to_thread(inventory)) == counts(deployed)
     assert await plan_changes(client, worker, spec) == {}
     assert egress.checks >= 10 and egress.cut == []
+    # Negative control: the check does see a cut (a subnet left on the VPC's main table, no NAT route).
+    filters = [{"Name": "association.subnet-id", "Values": [out.private_subnet_ids[SEOUL_2C]]}]
+    (association,) = [
+        a
+        for table in ec2.describe_route_tables(Filters=filters)["RouteTables"]
+        for a in table["Associations"]
+        if a.get("SubnetId") == out.private_subnet_ids[SEOUL_2C]
+    ]
+    ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
+    egress.check("control")
+    assert egress.cut == [f"control: {SEOUL_2C} routes to None (None)"]
 
 
 async def test_a_failure_mid_switch_moves_the_subnets_back_and_removes_what_it_made(client, worker, aws, ec2):

@@ -475,8 +475,9 @@ class ConvergeWorkflow:
         message += root_message(err)
         if self._irreversible:
             message += (
-                "; every new instance is in service and every old one drained: the deployment runs the "
-                "new spec, and a converge run again terminates what is left of the old instances"
+                "; the change was in service (every new instance healthy, every old one drained, every "
+                "private subnet on its new route table): the deployment runs the new spec, and a converge "
+                "run again removes what is left of the old instances, route tables and NAT gateways"
             )
         elif progress.left_behind:
             message += "; rollback could not undo: " + "; ".join(progress.left_behind)
