@@ -160,3 +160,33 @@ async def test_a_failure_mid_switch_moves_the_subnets_back_and_removes_what_it_m
     assert routing(ec2, out) == SINGLE
     assert await asyncio.to_thread(inventory) == before
     assert egress.cut == []
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize(
+    ("operation", "occurrence"),
+    [
+        ("AllocateAddress", 1),  # the new NAT's address
+        ("CreateNatGateway", 1),
+        ("CreateRouteTable", 2),  # the second new table, the first made
+        ("ReplaceRouteTableAssociation", 1),  # the first move
+    ],
+)
+async def test_a_permanent_failure_at_each_kind_of_switch_step_restores_everything(
+    client, worker, aws, ec2, operation, occurrence
+):
+    spec = fast_spec()
+    egress = Egress(aws.session, spec)
+    fault = InjectedFault("ec2", operation, occurrences=set()).install(aws.session)
+    out = await deploy(client, worker, spec)
+    before = await asyncio.to_thread(inventory)
+    fault.occurrences = {fault.calls + occurrence}
+    egress.armed = True
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await converge(client, worker, spec.model_copy(update={"nat_mode": "per_az"}))
+
+    assert fault.failed == 1 and "back on its previous spec" in failure.value.cause.message
+    assert routing(ec2, out) == SINGLE
+    assert await asyncio.to_thread(inventory) == before
+    assert egress.cut == []
