@@ -489,3 +489,29 @@ async def test_a_new_app_version_replaces_untagged_instances_and_tags_the_new_on
         "app-0-g1": Action.REPLACE,
         "app-1-g1": Action.REPLACE,
     }
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize(
+    ("service", "operation"),
+    [
+        ("ec2", "RevokeSecurityGroupIngress"),  # the new range allowed, the old one not revoked yet
+        ("elbv2", "ModifyTargetGroupAttributes"),  # the health check changed, the delay not yet
+    ],
+)
+async def test_a_failure_inside_an_in_place_step_restores_the_old_values(
+    client, worker, aws, ec2, elbv2, service, operation
+):
+    fault = InjectedFault(service, operation, occurrences=set()).install(aws.session)
+    spec = fast_spec()
+    out = await deploy(client, worker, spec)
+    before = await asyncio.to_thread(inventory)
+    fault.occurrences = {fault.calls + 1}
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await converge(client, worker, in_place(spec))
+
+    assert fault.failed == 1 and "back on its previous spec" in failure.value.cause.message
+    assert alb_rules(ec2, out) == [(80, "0.0.0.0/0")]
+    assert target_group_settings(elbv2, out) == DEFAULT_SETTINGS
+    assert without_rules(await asyncio.to_thread(inventory)) == without_rules(before)
