@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,7 @@ from cli import render
 from cli.connection import connect, task_queue
 from cli.errors import UserError
 from models.cost import estimate, estimate_live
-from models.diff import blocking, diff, refusal
+from models.diff import Action, blocking, diff, inapplicable, refusal
 from models.live import InspectInput, LiveDeployment
 from models.plan import PlanReport, changes
 from models.progress import DeploymentProgress, Phase
@@ -203,7 +204,7 @@ def plan_change(
     actions = diff(spec, live)
     before = estimate_live(live, spec.instances.root_volume_gib)
     after = estimate(spec)
-    refused = blocking(actions)
+    refused = inapplicable(actions)  # what `up` refuses: neither a create nor the converge applies it
     payload = {
         "deployment_id": spec.deployment_id,
         "region": spec.region,
@@ -230,11 +231,13 @@ def plan_change(
         return EXIT_BAD_INPUT
     if refused:
         output.note(
-            f"[bold yellow]`up` would refuse this:[/] {refusal(spec.deployment_id, live.region, actions)}"
+            "[bold yellow]`up` would refuse this:[/] "
+            + refusal(spec.deployment_id, live.region, actions, refused)
         )
         return EXIT_NOT_APPLICABLE
-    creates = sum(1 for action in actions if action.action == "create")
-    output.note(f"ready: `up` creates {creates}, the other {len(actions) - creates} stay as they are")
+    counts = Counter(a.action.value for a in actions if a.action is not Action.UNCHANGED)
+    applied = ", ".join(f"{n} {action}" for action, n in counts.items()) or "nothing to change"
+    output.note(f"ready: `up` applies it ({applied}); the other resources stay as they are")
     return EXIT_OK
 
 

@@ -276,9 +276,17 @@ def describe(action: ResourceAction) -> str:
     return f"{action.name} {action.action.value}" + (f" ({fields})" if fields else "")
 
 
-def refusal(deployment_id: str, live_region: str, actions: list[ResourceAction]) -> str:
-    """`up`'s one paragraph: what it cannot apply, and what the user can do now."""
-    refused = blocking(actions)
+def refusal(
+    deployment_id: str,
+    live_region: str,
+    actions: list[ResourceAction],
+    refused: list[ResourceAction] | None = None,
+) -> str:
+    """`up`'s one paragraph: what it cannot apply (`refused`, as `inapplicable` names it; default: what
+    a create cannot), and what the user can do now."""
+    applies = "neither a create nor the converge applies"
+    if refused is None:  # `up` before the deployment's workflow: it only created
+        refused, applies = blocking(actions), "it only creates what is missing"
     listed = "; ".join(describe(action) for action in refused)
     rebuild = f"'starter.py down {deployment_id}" + (
         f" --region {live_region}'" if any(c.field == "region" for a in refused for c in a.changes) else "'"
@@ -287,8 +295,8 @@ def refusal(deployment_id: str, live_region: str, actions: list[ResourceAction])
     scale_in = any(a.kind is Kind.INSTANCE and a.action is Action.DELETE for a in refused)
     keep = f"instances.count={running} as live now; " if scale_in else ""
     return (
-        f"up cannot apply this change to the live deployment {deployment_id} yet: it only creates "
-        f"what is missing, and the spec also asks for: {listed}. Nothing was changed. Either keep the "
+        f"up cannot apply this change to the live deployment {deployment_id} yet: {applies}, and the "
+        f"spec also asks for: {listed}. Nothing was changed. Either keep the "
         f"current values ({keep}'starter.py plan' shows what differs), or run "
         f"{rebuild} and then 'starter.py up' with the new spec, which rebuilds the deployment (a new "
         "ALB DNS name, and no service in between)."

@@ -311,11 +311,11 @@ MOVED = (
 PLANS: list[tuple[list[str], int, dict[str, str], int]] = [
     ([], EXIT_OK, {}, 0),
     (["instances.count=4"], EXIT_OK, {"app-2": "create", "app-3": "create"}, 1),
-    (["instances.count=1"], EXIT_NOT_APPLICABLE, {"app-1": "delete"}, -1),
-    (["instances.instance_type=t3.micro"], EXIT_NOT_APPLICABLE, {"app-0": "replace", "app-1": "replace"}, -1),
+    (["instances.count=1"], EXIT_OK, {"app-1": "delete"}, -1),
+    (["instances.instance_type=t3.micro"], EXIT_OK, {"app-0": "replace", "app-1": "replace"}, -1),
     (
         ["nat_mode=per_az"],
-        EXIT_NOT_APPLICABLE,
+        EXIT_OK,
         {
             f"eip-nat-{SEOUL_2C}": "create",
             f"nat-{SEOUL_2C}": "create",
@@ -325,7 +325,13 @@ PLANS: list[tuple[list[str], int, dict[str, str], int]] = [
         },
         1,
     ),
-    (["load_balancer.allowed_cidr=10.0.0.0/8"], EXIT_NOT_APPLICABLE, {"sg-alb": "update"}, 0),
+    (["load_balancer.allowed_cidr=10.0.0.0/8"], EXIT_OK, {"sg-alb": "update"}, 0),
+    (
+        ["load_balancer.listener_port=8080"],
+        EXIT_NOT_APPLICABLE,
+        {"listener-8080": "create", "listener-80": "delete", "sg-alb": "update"},
+        0,
+    ),
     ([f"private_subnets={MOVED}"], EXIT_NOT_APPLICABLE, {f"subnet-private-{SEOUL_2A}": "refused"}, 0),
     (["region=us-east-1", f"private_subnets={EAST}"], EXIT_NOT_APPLICABLE, {DEPLOYMENT: "refused"}, None),
 ]
@@ -347,7 +353,8 @@ async def test_plan_of_a_live_deployment_shows_each_change_and_its_cost(client: 
         if code == EXIT_NOT_APPLICABLE:
             assert "`up` would refuse this" in result.stderr
     table = await run(cli, "plan", "--spec", spec, "--set", "instances.count=1")
-    assert table.code == EXIT_NOT_APPLICABLE and "- delete" in table.stdout and "app-1" in table.stdout
+    assert table.code == EXIT_OK and "- delete" in table.stdout and "app-1" in table.stdout
+    assert "`up` applies it (1 delete)" in table.stderr
     assert "live now" in table.stdout and "after the change" in table.stdout
 
 
