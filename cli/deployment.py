@@ -141,6 +141,10 @@ async def send_up(client: Client, spec: DeploymentSpec, state: DeploymentState, 
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
             )
         except RPCError as err:
+            # The operation holds the same failure for its workflow handle: take it, or asyncio
+            # prints "Future exception was never retrieved" with a traceback when it is collected.
+            with contextlib.suppress(RPCError):
+                await operation.workflow_handle()
             if not with_attributes or not missing_attributes(err):
                 raise
             output.note(

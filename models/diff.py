@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models import naming
 from models.converge import cidr_rules
 from models.live import LiveDeployment, LiveResource
-from models.plan import instance_zones, nat_zones, plan, route_table_zones
+from models.plan import alb_ports, instance_zones, nat_zones, plan, route_table_zones
 from models.resources import Kind, TargetGroupSettings
 from models.spec import DeploymentSpec
 
@@ -113,7 +113,8 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
             "default_route": naming.nat_gateway(az or first_nat),
         }
     lb, app = spec.load_balancer, spec.app
-    facts[naming.ALB_SECURITY_GROUP] = {"ingress": f"tcp/{lb.listener_port} from {lb.allowed_cidr}"}
+    alb_rules = sorted(f"tcp/{port} from {lb.allowed_cidr}" for port in alb_ports(spec))
+    facts[naming.ALB_SECURITY_GROUP] = {"ingress": ", ".join(alb_rules)}  # as activities/live.py reads it
     facts[naming.APP_SECURITY_GROUP] = {"ingress": f"tcp/{app.port} from {naming.ALB_SECURITY_GROUP}"}
     settings = TargetGroupSettings.of(spec).model_dump()
     facts[naming.TARGET_GROUP] = {"port": str(app.port), **{k: str(v) for k, v in settings.items()}}

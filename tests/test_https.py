@@ -20,7 +20,10 @@ from activities import AwsClients
 from activities.planning import PlanActivities
 from activities.preflight import FACTS
 from models.cost import estimate
-from models.naming import ALIAS_RECORD, CERTIFICATE, DEPLOYMENT_TAG, VALIDATION_RECORD
+from models.deployment import Outcome
+from models.diff import Action, diff
+from models.live import InspectInput
+from models.naming import ALB_SECURITY_GROUP, ALIAS_RECORD, CERTIFICATE, DEPLOYMENT_TAG, VALIDATION_RECORD
 from models.plan import CERTIFICATE_ISSUED, plan
 from models.resources import DeploymentOutputs, Kind, PreflightInput, Scope, TeardownInput
 from models.spec import DEFAULT_SSL_POLICY, DeploymentSpec
@@ -30,7 +33,9 @@ from tests.support.https import DOMAIN, REGION, hosted_zone, https_spec, user_re
 from tests.support.inventory import added, inventory
 from tests.support.specs import FAST_TIMING
 from tests.support.strict_aws import StrictAws
+from tests.test_deployment_workflow import up as up_through_the_deployment
 from workflows.deploy import DeployWorkflow
+from workflows.plan import InspectWorkflow
 from workflows.teardown import TeardownWorkflow
 
 
@@ -283,3 +288,26 @@ async def test_a_failure_at_each_https_call_rolls_back_to_the_account_before(
     print(f"HTTPS fault matrix: {len(points)} injection points")
     assert {service for service, _, _ in points} >= {"acm", "route53", "elbv2", "ec2"}
     assert not problems, "\n".join(f"{p}: {text}" for p, text in problems.items())
+
+
+async def test_up_again_on_a_live_https_deployment_changes_nothing(client, worker):
+    """The ALB group opens 80 and 443: the diff must expect both, or a second `up` reads the 443 rule
+    as a port move and refuses (exit 5)."""
+    hosted_zone()
+    spec = https_spec()
+    first = await up_through_the_deployment(client, worker, spec)
+    assert first.outcome is Outcome.COMPLETED, first.message
+    before = inventory()
+
+    again = await up_through_the_deployment(client, worker, spec)
+
+    assert again.outcome is not Outcome.REFUSED, again.message
+    assert inventory() == before
+    live = await client.execute_workflow(
+        InspectWorkflow.run,
+        InspectInput(scope=Scope(deployment_id=spec.deployment_id, region=spec.region), timing=FAST_TIMING),
+        id=f"inspect-{spec.deployment_id}",
+        task_queue=worker.task_queue,
+    )
+    group = next(a for a in diff(spec, live) if a.name == ALB_SECURITY_GROUP)
+    assert group.action is Action.UNCHANGED, group
