@@ -109,11 +109,23 @@ def delete_by_id(request: DeleteInput, call: Callable[[], object], what: str) ->
     return if_known(request, call, what) is not None
 
 
+def delete_each(
+    request: DeleteInput, kind: Kind, find: Callable[[], Iterable[str]], delete_one: Callable[[str], object]
+) -> Deleted:
+    """Run `delete_one` for every id `ids_to_delete` names."""
+    ids = ids_to_delete(request, find)
+    for resource_id in ids:
+        delete_one(resource_id)
+    return Deleted.of(kind, request.key.name, ids)
+
+
 def delete_every(
     request: DeleteInput, kind: Kind, find: Callable[[], Iterable[str]], delete: Callable[[str], object]
 ) -> Deleted:
     """Delete, by id, every resource `ids_to_delete` names: what a simple delete is."""
-    ids = ids_to_delete(request, find)
-    for resource_id in ids:
-        delete_by_id(request, lambda i=resource_id: delete(i), f"{kind.value} {resource_id}")
-    return Deleted.of(kind, request.key.name, ids)
+    return delete_each(
+        request,
+        kind,
+        find,
+        lambda resource_id: delete_by_id(request, lambda: delete(resource_id), f"{kind.value} {resource_id}"),
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
-from activities.consistency import delete_by_id, delete_every, ids_to_delete, if_known, until_visible
+from activities.consistency import delete_by_id, delete_each, delete_every, if_known, until_visible
 from activities.errors import aws_errors, ignore_not_found
 from activities.tags import all_tagged, client_token, earlier, first_tagged, key_filters, tag_specifications
 from activities.waits import wait_for
@@ -139,10 +139,7 @@ class NetworkActivities:
         def tagged() -> list[str]:
             return [g["NatGatewayId"] for g in self._nat_gateways(key, states)]
 
-        ids = ids_to_delete(request, tagged)
-        for gateway_id in ids:
-            self._delete_nat_gateway(request, gateway_id)
-        return Deleted.of(Kind.NAT_GATEWAY, key.name, ids)
+        return delete_each(request, Kind.NAT_GATEWAY, tagged, lambda i: self._delete_nat_gateway(request, i))
 
     def _delete_nat_gateway(self, request: DeleteInput, gateway_id: str) -> None:
         ec2 = self._aws.ec2(request.key.scope.region)
@@ -253,10 +250,7 @@ class NetworkActivities:
             tables = ec2.describe_route_tables(Filters=key_filters(key))["RouteTables"]
             return [t["RouteTableId"] for t in all_tagged(tables, key)]
 
-        ids = ids_to_delete(request, tagged)
-        for table_id in ids:
-            self._delete_route_table(request, table_id)
-        return Deleted.of(Kind.ROUTE_TABLE, key.name, ids)
+        return delete_each(request, Kind.ROUTE_TABLE, tagged, lambda i: self._delete_route_table(request, i))
 
     def _delete_route_table(self, request: DeleteInput, table_id: str) -> None:
         """Its subnet associations first: AWS refuses to delete an associated table."""
