@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import boto3
 import moto.settings
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import AwsClients
+from tests.support.dataplane import RunningDataPlane, running_dataplane
 from tests.support.servers import free_port, reset_moto, start_dev_server
 from tests.support.workers import running_worker
 
@@ -106,3 +108,11 @@ def elbv2() -> object:
 async def worker(client: Client, aws: AwsClients) -> AsyncIterator[Worker]:
     async with running_worker(client, aws) as running:
         yield running
+
+
+@pytest.fixture
+def dataplane(moto_url: str, tmp_path: Path) -> Iterator[RunningDataPlane]:
+    """The local data plane in front of the session's moto (tests/support/dataplane.py), for tests
+    whose traffic, health checks or draining matter."""
+    with running_dataplane(moto_url, tmp_path / "dataplane.log") as plane:
+        yield plane

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,7 +24,7 @@ from models.live import InspectInput, LiveDeployment
 from models.naming import APP_VERSION_TAG, DEFAULT_APP_VERSION
 from models.resources import DeploymentOutputs, Scope
 from models.spec import DeploymentSpec
-from tests.support.dataplane import RunningDataPlane, running_dataplane
+from tests.support.dataplane import RunningDataPlane
 from tests.support.faults import InjectedFault
 from tests.support.inventory import inventory
 from tests.support.specs import FAST_TIMING, fast_spec
@@ -245,13 +243,6 @@ async def test_permanent_failure_at_each_kind_of_step_restores_the_previous_inst
 
 
 # With the data plane: the ALB answers, health checks are real, deregistered targets drain
-
-
-@pytest.fixture
-def dataplane(moto_url: str, tmp_path: Path) -> Iterator[RunningDataPlane]:
-    """As tests/test_dataplane.py's, whose `aws` fixture this module's moto tests must not take."""
-    with running_dataplane(moto_url, tmp_path / "dataplane.log") as plane:
-        yield plane
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -31,12 +29,6 @@ from tests.support.waiting import eventually
 from tests.test_deploy_workflow import deploy
 
 REGION = "ap-northeast-2"
-
-
-@pytest.fixture
-def dataplane(moto_url: str, tmp_path: Path) -> Iterator[RunningDataPlane]:
-    with running_dataplane(moto_url, tmp_path / "dataplane.log") as plane:
-        yield plane
 
 
 @pytest.fixture

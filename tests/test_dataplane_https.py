@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from scripts import local_alb
 from tests.support.https import DOMAIN, hosted_zone, https_spec
-from tests.test_dataplane import aws, dataplane  # noqa: F401 - the fixtures, through the data plane
+from tests.test_dataplane import aws  # noqa: F401 - the fixture: clients through the data plane
 from tests.test_deploy_workflow import deploy
 
 
