@@ -24,8 +24,10 @@ from tests.support.specs import fast_spec
 from worker import build_worker
 from workflows.deploy import DeployWorkflow
 
-SCALE = 0.01
-"""NAT 1.05 s, ALB 1.6 s: long enough that no poll can miss them, short enough for the default suite."""
+SCALE = 0.03
+"""NAT 3.2 s, ALB 4.8 s: long enough that the first poll comes while they are held even when two test
+processes share the cores (at 0.01 the NAT's 1.05 s was once over before its first poll), short
+enough for the default suite."""
 
 TUTORIAL_RESOURCES = {
     "subnets": 2,
