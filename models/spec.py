@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from models.naming import DEFAULT_APP_VERSION, MAX_DEPLOYMENT_ID_LENGTH
 
@@ -59,6 +68,46 @@ def call_budget_seconds(start_to_close: float | None, heartbeat: float | None) -
     return min(shares, default=None)
 
 
+DURATION_PATTERN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> Any:
+    """`90s`, `10m`, `2h`, `1d`, `1h30m`, or a number of seconds; anything else (a timedelta, an ISO
+    8601 `PT2H` as the workflow's payloads carry it) is left to pydantic."""
+    if isinstance(value, str) and value.strip() and not value.strip().upper().startswith("P"):
+        text = value.strip().lower()
+        if text.replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(text))
+        match = DURATION_PATTERN.match(text)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m, 2h, 1d or 1h30m")
+        return timedelta(seconds=sum(int(n) * DURATION_UNITS[u] for u, n in match.groupdict().items() if n))
+    return value
+
+
+def _within_a_year(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("a duration cannot be negative")
+    if value.total_seconds() > MAX_SECONDS:
+        raise ValueError("at most a year (365d)")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A length of time in a spec or on the command line (`ttl: 2h`, `drift.check_every: 10m`)."""
+
+
+def duration_text(value: timedelta) -> str:
+    """`2h`, `1h30m`, `45s`: as a user writes it."""
+    seconds, parts = int(value.total_seconds()), []
+    for unit, size in DURATION_UNITS.items():
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
 class Strict(BaseModel):
     """Unknown fields are typos, not extensions: reject them."""
 
@@ -79,6 +128,30 @@ class OnFailure(StrEnum):
     """Keep what exists and wait for `starter.py retry ID` or `starter.py rollback ID`."""
     KEEP = "keep"
     """End FAILED and leave everything for inspection; `starter.py down ID` removes it later."""
+
+
+class OnDrift(StrEnum):
+    REPORT = "report"
+    """Mark the deployment drifted (status, UI, the DeploymentDrift search attribute); change nothing."""
+    REPAIR = "repair"
+    """Converge back to the spec, with a change's guarantees (zero downtime, rollback if it fails)."""
+
+
+class DriftSpec(Strict):
+    """How the deployment's workflow watches for changes made outside it (`starter.py check`)."""
+
+    check_every: Duration = Field(
+        timedelta(minutes=10), description="Between two drift checks; 0 turns the checks off."
+    )
+    on_drift: OnDrift = Field(OnDrift.REPORT, description="`report` (default) or `repair`.")
+
+    @field_validator("check_every")
+    @classmethod
+    def _check_every(cls, value: timedelta) -> timedelta:
+        value = _within_a_year(value)
+        if timedelta(0) < value < timedelta(seconds=1):
+            raise ValueError("at least 1s between checks (0 turns them off)")
+        return value
 
 
 class PrivateSubnetSpec(Strict):
@@ -355,8 +428,21 @@ class DeploymentSpec(Strict):
     on_failure: OnFailure = Field(
         OnFailure.ROLLBACK, description="When a step fails for good: `rollback`, `pause` or `keep`."
     )
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    ttl: Duration | None = Field(
+        None,
+        description="Tear the deployment down this long after the `up` that set it (`starter.py extend` "
+        "moves the deadline); none by default.",
+    )
     timing: TimingSpec = Field(default_factory=TimingSpec)
     tags: dict[str, str] = Field(default_factory=dict, description="Added to every resource.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and _within_a_year(value) < timedelta(seconds=1):
+            raise ValueError("at least 1s; leave it unset for a deployment that lives until `down`")
+        return value
 
     @field_validator("deployment_id")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import get_args
 
@@ -19,7 +20,7 @@ from pydantic_core import to_jsonable_python
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.resources import DeploymentOutputs  # noqa: E402
-from models.spec import DeploymentSpec  # noqa: E402
+from models.spec import DeploymentSpec, duration_text  # noqa: E402
 
 
 def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -31,13 +32,16 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found += rows(annotation, f"{path}.")
             continue
+        value = None if field.is_required() else field.get_default(call_default_factory=True)
         default = (
             "required"
             if field.is_required()
-            else json.dumps(to_jsonable_python(field.get_default(call_default_factory=True)))
+            else json.dumps(duration_text(value) if isinstance(value, timedelta) else to_jsonable_python(value))
         )
         kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         kind = str(annotation).replace("typing.", "") if kind == "list" or " | " in str(annotation) else kind
+        if "timedelta" in str(annotation):  # models/spec.py `Duration`: written 90s, 10m, 2h, 1d
+            kind = "duration or None" if type(None) in get_args(annotation) else "duration"
         found.append((path, kind, default, field.description or ""))
         optional = type(None) in get_args(annotation)
         sections = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]

@@ -297,6 +297,8 @@ def test_namespace_setup_creates_the_namespace_and_search_attributes(services, t
         f"temporal operator namespace create {ns}",
         f"temporal operator search-attribute create {ns} --name DeploymentId --type Keyword",
         f"temporal operator search-attribute create {ns} --name DeploymentPhase --type Keyword",
+        f"temporal operator search-attribute create {ns} --name DeploymentDrift --type Bool",
+        f"temporal operator search-attribute create {ns} --name DeploymentExpires --type Datetime",
     ]
 
 

@@ -1,4 +1,4 @@
-"""Search attributes: `list` and the Temporal UI filter deployments by id and phase.
+"""Search attributes: `list` and the Temporal UI filter deployments by id, phase, drift and deadline.
 
 They must be registered on the namespace (the demo passes `--search-attribute` to the dev server,
 docker-compose registers them); a namespace without them still runs deployments, just unfiltered.
@@ -6,19 +6,34 @@ docker-compose registers them); a namespace without them still runs deployments,
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 DEPLOYMENT_ID = SearchAttributeKey.for_keyword("DeploymentId")
 DEPLOYMENT_PHASE = SearchAttributeKey.for_keyword("DeploymentPhase")
-ALL = (DEPLOYMENT_ID, DEPLOYMENT_PHASE)
+DEPLOYMENT_DRIFT = SearchAttributeKey.for_bool("DeploymentDrift")
+"""True while the last drift check found a difference (`list --drifted`, `DeploymentDrift = true`)."""
+DEPLOYMENT_EXPIRES = SearchAttributeKey.for_datetime("DeploymentExpires")
+"""The time-to-live's deadline, when the deployment has one."""
+ALL = (DEPLOYMENT_ID, DEPLOYMENT_PHASE, DEPLOYMENT_DRIFT, DEPLOYMENT_EXPIRES)
+SERVER_TYPES = {"KEYWORD": "Keyword", "BOOL": "Bool", "DATETIME": "Datetime"}
 
 
-def at_start(deployment_id: str, phase: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [SearchAttributePair(DEPLOYMENT_ID, deployment_id), SearchAttributePair(DEPLOYMENT_PHASE, phase)]
-    )
+def at_start(deployment_id: str, phase: str, expires: datetime | None = None) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair] = [
+        SearchAttributePair(DEPLOYMENT_ID, deployment_id),
+        SearchAttributePair(DEPLOYMENT_PHASE, phase),
+    ]
+    if expires is not None:
+        pairs.append(SearchAttributePair(DEPLOYMENT_EXPIRES, expires))
+    return TypedSearchAttributes(pairs)
 
 
 def dev_server_flags() -> list[str]:
     """`temporal server start-dev` arguments that register them."""
-    return [flag for key in ALL for flag in ("--search-attribute", f"{key.name}=Keyword")]
+    return [
+        flag
+        for key in ALL
+        for flag in ("--search-attribute", f"{key.name}={SERVER_TYPES[key.indexed_value_type.name]}")
+    ]
