@@ -4,6 +4,18 @@ click, a script), as `starter.py check` and the deployment's workflow report it.
 A drift item is one difference: a resource (or a tag, rule or target of one) `missing`, `changed` (the
 field with the value expected and the value live) or `extra` (there, but not asked for: an added
 ingress rule, a foreign target in the target group, an instance the spec does not name).
+
+How each difference is written (the check writes them, the repair reads them):
+- a resource gone: MISSING, no field, `id` the id it had (when known);
+- a resource not asked for (an extra instance carrying the deployment's tag): EXTRA, no field, its id;
+- a fact (`instance_type`, `default_route`, `health_check_path`, ...): CHANGED, the field, both values;
+- an ingress rule, one item per rule, field `ingress`, written as activities/live.py reads rules
+  (`tcp/22 from 0.0.0.0/0`; a source group of the deployment by logical name, another by id): EXTRA
+  with `actual`, or MISSING with `expected`;
+- a target of the target group (kind TARGET_GROUP, its id the group's ARN), field `target`: EXTRA with
+  `actual` the foreign target's id, or MISSING with `expected` our instance's id (not registered, or
+  draining);
+- a tag, field `tag:<key>`: CHANGED (or MISSING when absent) with the value expected and the live one.
 """
 
 from __future__ import annotations
@@ -57,7 +69,6 @@ class DriftReport(BaseModel):
     region: str
     checked_at: datetime
     items: list[DriftItem] = Field(default_factory=list)
-    calls: int = Field(0, description="AWS calls the check made (all of them reads).")
 
     @property
     def drifted(self) -> bool:
