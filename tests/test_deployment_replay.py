@@ -1,8 +1,12 @@
-"""Determinism of the long-lived deployment workflow: a recorded life (create, scale out, rolling
-replacement, down: a chain of four runs continued as new) replays against the current code, and so do
-the converges it ran, and a rollout that `down` cancelled (rolled back, then torn down). Recorded by
-`python scripts/record_deployment_histories.py`; a replay failure means a change is not compatible
-with deployments whose workflow runs now (`workflow.patched`), see tests/test_replay.py.
+"""Determinism of the long-lived deployment workflow: every history in tests/data/histories/deployment
+replays against the current code. A recorded life (create, scale out, rolling replacement, down: a
+chain of four runs continued as new) and the converges it ran; a rollout that `down` cancelled (rolled
+back, then torn down); and every other kind of change (`change-*`): in place (the ALB's CIDR, the
+health check, the deregistration delay), a NAT mode switch each way, a rollout in batches of
+`rollout.batch_size`, and two changes that failed and rolled back. Recorded by `python
+scripts/record_deployment_histories.py`; a replay failure means a change is not compatible with
+deployments whose workflow runs now (`workflow.patched`), see tests/test_replay.py. The checks on what
+each history holds catch a recording that no longer shows what it is named for.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -20,17 +25,31 @@ from temporalio.worker import Replayer
 
 with workflow.unsafe.imports_passed_through():
     from activities import InventoryActivities
+    from models.converge import ConvergeInput, ConvergeResult
     from models.deployment import DeploymentState, Operation, Outcome
     from models.resources import Scope
     from models.spec import DeploymentSpec
     from workflows import WORKFLOWS
+    from workflows.converge import ConvergeWorkflow
     from workflows.deployment import DeploymentWorkflow
 
 HISTORIES = Path(__file__).parent / "data" / "histories" / "deployment"
+EVERY = sorted(HISTORIES.glob("*.json"))
 RUNS = sorted(HISTORIES.glob("run-*.json"))
 CONVERGES = sorted(HISTORIES.glob("converge-*.json"))
 STOPPED = sorted(HISTORIES.glob("down-*.json"))
 """A second deployment whose rollout `down` stopped: its two runs and the cancelled converge."""
+CHANGE_RUNS = sorted(HISTORIES.glob("change-run-*.json"), key=lambda path: int(path.stem.rsplit("-", 1)[1]))
+"""A third deployment changed every other way, one converge per run: create, 4 changes, 2 failed, down."""
+CHANGES = {
+    "change-in-place",
+    "change-nat-per-az",
+    "change-nat-single",
+    "change-rollout-batches",
+    "change-rolled-back",
+    "change-nat-rolled-back",
+}
+"""Its converges, named by what each shows."""
 MAX_EVENTS_PER_RUN = 60
 
 
@@ -54,10 +73,52 @@ def replayer(workflows: list[type] = WORKFLOWS) -> Replayer:
     return Replayer(workflows=workflows, data_converter=pydantic_data_converter)
 
 
-@pytest.mark.parametrize("path", [*RUNS, *CONVERGES, *STOPPED], ids=lambda path: path.stem)
+def change(name: str) -> WorkflowHistory:
+    return load(HISTORIES / f"{name}.json")
+
+
+def scheduled(history: WorkflowHistory) -> list[tuple[str, dict[str, Any]]]:
+    """Each activity the workflow scheduled, in order, with its input."""
+    found = []
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attributes = event.activity_task_scheduled_event_attributes
+            found.append((attributes.activity_type.name, json.loads(attributes.input.payloads[0].data)))
+    return found
+
+
+def activities(history: WorkflowHistory) -> list[str]:
+    return [name for name, _ in scheduled(history)]
+
+
+def converged(history: WorkflowHistory) -> ConvergeResult:
+    assert kinds(history)[-1] == "WORKFLOW_EXECUTION_COMPLETED", kinds(history)[-1]
+    result = history.events[-1].workflow_execution_completed_event_attributes.result.payloads[0]
+    return ConvergeResult.model_validate(json.loads(result.data))
+
+
+def failure(history: WorkflowHistory) -> str:
+    assert kinds(history)[-1] == "WORKFLOW_EXECUTION_FAILED", kinds(history)[-1]
+    return history.events[-1].workflow_execution_failed_event_attributes.failure.message
+
+
+# Replay: every file in the folder, whatever its name
+
+
+@pytest.mark.parametrize("path", EVERY, ids=lambda path: path.stem)
 async def test_recorded_deployment_history_replays(path: Path) -> None:
     result = await replayer().replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
+
+
+def test_every_recorded_scenario_is_there() -> None:
+    """A recorder run that lost a scenario leaves its files out: the replay above would not notice."""
+    names = {path.stem for path in EVERY}
+    assert not CHANGES - names, sorted(CHANGES - names)
+    assert len(RUNS) == 4 and len(CONVERGES) == 2 and len(STOPPED) == 3 and len(CHANGE_RUNS) == 8
+
+
+# What each history shows
 
 
 def test_the_chain_continued_as_new_after_each_operation_carrying_the_state() -> None:
@@ -108,6 +169,105 @@ def test_down_during_a_rollout_cancelled_it_then_tore_down_in_the_same_run() -> 
     assert DeploymentState.model_validate(json.loads(result.data)).phase.value == "deleted"
 
 
+def test_in_place_changes_the_alb_rules_then_the_target_group_and_launches_nothing() -> None:
+    history = change("change-in-place")
+    (ingress, ingress_in), (settings, settings_in) = scheduled(history)
+    assert (ingress, settings) == ("change_ingress", "configure_target_group")
+    assert ingress_in["add"] == [{"port": 80, "cidr": "10.0.0.0/8"}]
+    assert ingress_in["remove"] == [{"port": 80, "cidr": "0.0.0.0/0"}]
+    wanted = {
+        "health_check_path": "/health",
+        "health_check_interval_seconds": 5,
+        "deregistration_delay_seconds": 60,
+    }
+    assert {field: settings_in["settings"][field] for field in wanted} == wanted
+    result = converged(history)
+    assert result.updated == ["sg-alb", "tg-app"] and result.launched == result.terminated == []
+
+
+def test_nat_mode_switches_make_the_new_path_before_retiring_the_old_one() -> None:
+    wider, narrower = change("change-nat-per-az"), change("change-nat-single")
+    assert activities(wider) == [
+        "preflight",  # the public subnet for the new NAT gateway
+        "allocate_elastic_ip",
+        "create_nat_gateway",
+        "create_private_route_table",
+        "create_private_route_table",
+        "switch_route_table",
+        "switch_route_table",
+        "delete_route_table",  # the single mode's table, serving no subnet now
+    ]
+    assert len(converged(wider).nat_gateway_ids) == 2
+    assert activities(narrower) == [
+        "create_private_route_table",
+        "switch_route_table",
+        "switch_route_table",
+        "delete_route_table",
+        "delete_route_table",
+        "delete_nat_gateway",
+        "release_elastic_ip",
+    ]
+    assert len(converged(narrower).nat_gateway_ids) == 1
+
+
+def test_a_rollout_in_batches_of_the_batch_size_terminates_the_old_instances_last() -> None:
+    history = change("change-rollout-batches")
+    registered = [
+        len(request["instance_ids"]) for name, request in scheduled(history) if name == "register_targets"
+    ]
+    assert registered == [2, 1]  # "50%" of 3 instances, rounded up
+    names = activities(history)
+    assert names.count("launch_instance") == 3 and names[-3:] == ["terminate_instance"] * 3
+    result = converged(history)
+    assert sorted(result.launched) == ["app-0-g1", "app-1-g1", "app-2-g1"] and len(result.terminated) == 3
+
+
+def test_a_failed_change_undid_its_in_place_changes_and_its_first_batch() -> None:
+    history = change("change-rolled-back")
+    message = failure(history)
+    assert "RunInstances" in message and "rolled back" in message, message
+    steps = scheduled(history)
+    failed_at = max(i for i, (name, _) in enumerate(steps) if name == "launch_instance")
+    undone = [name for name, _ in steps[failed_at + 1 :]]
+    assert undone[-2:] == ["configure_target_group", "change_ingress"]  # done first, undone last
+    assert {"terminate_instance", "reinstate_targets", "drain_targets"} <= set(undone)
+    ingress = [request for name, request in steps if name == "change_ingress"]
+    assert (ingress[-1]["add"], ingress[-1]["remove"]) == (ingress[0]["remove"], ingress[0]["add"])
+    settings = [request["settings"] for name, request in steps if name == "configure_target_group"]
+    assert settings[-1]["health_check_path"] == "/health" and settings[0]["health_check_path"] == "/"
+
+
+def test_a_failed_nat_switch_moved_the_subnet_back_and_removed_what_it_made() -> None:
+    history = change("change-nat-rolled-back")
+    message = failure(history)
+    assert "ReplaceRouteTableAssociation" in message and "rolled back" in message, message
+    names = activities(history)
+    assert names.count("switch_route_table") == 4  # two moves (the second failed), both moved back
+    assert names[-4:] == [
+        "delete_route_table",
+        "delete_route_table",
+        "delete_nat_gateway",
+        "release_elastic_ip",
+    ]
+
+
+def test_the_changed_deployment_recorded_every_outcome_and_kept_its_spec_through_failures() -> None:
+    histories = [load(path) for path in CHANGE_RUNS]
+    for history, following in zip(histories, histories[1:], strict=False):
+        continued = history.events[-1].workflow_execution_continued_as_new_event_attributes
+        assert continued.new_execution_run_id == following.run_id
+    states = [state_in(h) for h in histories[1:]]
+    assert [(s.last.operation, s.last.outcome) for s in states if s.last] == [
+        (Operation.CREATE, Outcome.COMPLETED),
+        *[(Operation.CONVERGE, Outcome.COMPLETED)] * 4,
+        *[(Operation.CONVERGE, Outcome.FAILED)] * 2,
+    ]
+    assert all(len(h.events) < MAX_EVENTS_PER_RUN for h in histories)
+    last = states[-1]
+    assert last.spec is not None and last.spec.app.version == "2.0.0" and last.spec.nat_mode.value == "single"
+    assert kinds(histories[-1])[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+
+
 @workflow.defn(name="DeploymentWorkflow")
 class InspectsBeforeEveryCreate(DeploymentWorkflow):
     """A plausible edit: read the account before a brand-new deployment's create as well."""
@@ -131,3 +291,30 @@ async def test_a_changed_deployment_workflow_fails_replay_of_its_first_run() -> 
         load(RUNS[0]), raise_on_replay_failure=False
     )
     assert isinstance(result.replay_failure, workflow.NondeterminismError)
+
+
+@workflow.defn(name="ConvergeWorkflow")
+class SettingsBeforeRules(ConvergeWorkflow):
+    """A plausible edit: the target group's settings before the ALB's rules (both in place)."""
+
+    @workflow.run
+    async def run(self, request: ConvergeInput) -> ConvergeResult:
+        return await super().run(request)
+
+    async def _update_in_place(self) -> list[str]:
+        plan = self._plan
+        self._plan = plan.model_copy(update={"ingress": None})  # the target group's settings alone
+        updated = await super()._update_in_place()
+        self._plan = plan.model_copy(update={"target_group": None})  # then the ALB's rules
+        updated = [*await super()._update_in_place(), *updated]
+        self._plan = plan
+        return updated
+
+
+async def test_a_changed_converge_workflow_fails_replay_of_the_in_place_change() -> None:
+    others = [w for w in WORKFLOWS if w is not ConvergeWorkflow]
+    result = await replayer([SettingsBeforeRules, *others]).replay_workflow(
+        change("change-in-place"), raise_on_replay_failure=False
+    )
+    assert isinstance(result.replay_failure, workflow.NondeterminismError)
+    assert "configure_target_group" in str(result.replay_failure), result.replay_failure
