@@ -2,7 +2,7 @@
 
 Reads only: the describes of preflight, inventory and teardown, and DescribeTargetGroupAttributes
 (the deregistration delay a converge changes), all granted by docs/iam-policy.json's read-only
-statement.
+statement; the HTTPS resources' reads (activities/live_https.py) by docs/iam-policy-https.json's.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.aws_clients import AwsClients
+from activities.live_https import alias_records, certificates, listener_facts
 from activities.load_balancing import (
     DEREGISTRATION_DELAY,
     LOAD_BALANCERS,
@@ -67,6 +68,7 @@ def read_live(aws: AwsClients, scope: Scope) -> LiveDeployment:
     group = next((r for r in balancing if r.kind is Kind.TARGET_GROUP), None)
     found += _instances(ec2, scope, group.facts["port"] if group else None)
     found += balancing
+    found += certificates(aws, scope)
     vpc_id = next((item["VpcId"] for item in [*subnets, *groups] if item.get("VpcId")), None)
     return LiveDeployment(
         deployment_id=scope.deployment_id,
@@ -190,8 +192,14 @@ def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
             facts={"availability_zones": ", ".join(zones)},
         )
     )
+    listeners = elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
     found += [
-        LiveResource(kind=Kind.LISTENER, name=listener(lsn["Port"]), id=lsn["ListenerArn"])
-        for lsn in elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
+        LiveResource(
+            kind=Kind.LISTENER,
+            name=listener(lsn["Port"]),
+            id=lsn["ListenerArn"],
+            facts=listener_facts(lsn),
+        )
+        for lsn in listeners
     ]
-    return found
+    return found + alias_records(aws, scope, balancer, listeners)

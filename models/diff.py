@@ -69,10 +69,16 @@ REPLACED_BY = {
     Kind.INSTANCE: "a running instance keeps its type, AMI, AZ, user data and app version: a new one "
     "replaces it",
     Kind.TARGET_GROUP: "a target group's port cannot change: a new group replaces it",
+    Kind.CERTIFICATE: "a certificate's domain cannot change: a new one, validated by DNS, replaces it "
+    "and the HTTPS listener moves to it",
+    Kind.DNS_RECORD: "a record's name and zone are what it is: a new record replaces it, and the old "
+    "name stops answering",
 }
 REPLACE_FIELDS = {
     Kind.INSTANCE: {"instance_type", "ami_id", "availability_zone", "app_port", "app_version"},
     Kind.TARGET_GROUP: {"port"},
+    Kind.CERTIFICATE: {"domain"},
+    Kind.DNS_RECORD: {"domain", "hosted_zone_id"},
 }
 REFUSED_FIELDS = {
     Kind.SUBNET: (
@@ -126,6 +132,24 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
         if spec.instances.ami_id:  # unpinned, each launch takes the parameter's AMI of its day
             instance["ami_id"] = spec.instances.ami_id
         facts[naming.instance(index)] = instance
+    return facts | _https_facts(spec)
+
+
+def _https_facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
+    """As activities/live_https.py reads them; the zone only when the spec names it (else preflight
+    finds it, and the live zone is the one it found)."""
+    https = spec.https
+    if https is None:
+        return {}
+    domain = {"domain": https.domain}
+    record = domain | ({"hosted_zone_id": https.hosted_zone_id} if https.hosted_zone_id else {})
+    brought = {"certificate_arn": https.certificate_arn} if https.certificate_arn else {}
+    facts = {
+        naming.listener(https.port): {"ssl_policy": https.ssl_policy, **brought},
+        naming.ALIAS_RECORD: record,
+    }
+    if not brought:
+        facts |= {naming.CERTIFICATE: domain, naming.VALIDATION_RECORD: record}
     return facts
 
 
@@ -272,9 +296,15 @@ def inapplicable(actions: list[ResourceAction]) -> list[ResourceAction]:
 
 
 def describe(action: ResourceAction) -> str:
-    """One action in words, e.g. `app-0 replace (instance_type t2.micro -> t3.micro)`."""
+    """One action in words, e.g. `app-0 replace (instance_type t2.micro -> t3.micro)`; a replacement
+    or refusal with its reason, so a refused `up` says why."""
     fields = ", ".join(f"{c.field} {c.before} -> {c.after}" for c in action.changes)
-    return f"{action.name} {action.action.value}" + (f" ({fields})" if fields else "")
+    why = action.reason if action.action in (Action.REPLACE, Action.REFUSED) and action.reason else ""
+    return (
+        f"{action.name} {action.action.value}"
+        + (f" ({fields})" if fields else "")
+        + (f": {why}" if why else "")
+    )
 
 
 def refusal(

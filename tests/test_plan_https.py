@@ -1,0 +1,131 @@
+"""`plan` and `up` on a live HTTPS deployment: its certificate, DNS records and HTTPS listener read back.
+
+Deployed on moto (a hosted zone of the user's; moto issues the certificate 1 s after its request) and
+read with InspectWorkflow, as `plan` and `up` read it; then diffed against the same and changed specs.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from models.deployment import Outcome
+from models.diff import Action, ResourceAction, describe, diff, inapplicable
+from models.live import InspectInput, LiveDeployment
+from models.naming import ALIAS_RECORD, CERTIFICATE, VALIDATION_RECORD, listener
+from models.resources import Kind, Scope
+from models.spec import DeploymentSpec
+from tests.support.https import DOMAIN, REGION, hosted_zone, https_spec
+from tests.support.inventory import inventory
+from tests.support.specs import FAST_TIMING
+from tests.test_deployment_workflow import up
+from workflows.plan import InspectWorkflow
+
+HTTPS_ROWS = {CERTIFICATE, VALIDATION_RECORD, listener(443), ALIAS_RECORD}
+
+
+async def inspect(client: Client, worker: Worker, spec: DeploymentSpec) -> LiveDeployment:
+    return await client.execute_workflow(
+        InspectWorkflow.run,
+        InspectInput(scope=Scope(deployment_id=spec.deployment_id, region=spec.region), timing=FAST_TIMING),
+        id=f"inspect-{spec.deployment_id}-{uuid.uuid4().hex[:8]}",
+        task_queue=worker.task_queue,
+    )
+
+
+def by_name(actions: list[ResourceAction]) -> dict[str, ResourceAction]:
+    return {a.name: a for a in actions}
+
+
+def with_https(spec: DeploymentSpec, **https: object) -> DeploymentSpec:
+    assert spec.https is not None
+    return spec.model_copy(update={"https": spec.https.model_copy(update=https)})
+
+
+async def deployed(client: Client, worker: Worker) -> tuple[str, DeploymentSpec]:
+    zone_id = hosted_zone()
+    spec = https_spec()
+    first = await up(client, worker, spec)
+    assert first.outcome is Outcome.COMPLETED, first.message
+    return zone_id, spec
+
+
+async def test_a_live_https_deployment_reads_back_unchanged_and_a_new_domain_replaces(client, worker):
+    zone_id, spec = await deployed(client, worker)
+    live = await inspect(client, worker, spec)
+
+    found = {r.name: r for r in live.resources if r.name in HTTPS_ROWS}
+    assert set(found) == HTTPS_ROWS
+    assert found[CERTIFICATE].facts == {"domain": DOMAIN}
+    assert found[ALIAS_RECORD].facts == {"domain": DOMAIN, "hosted_zone_id": zone_id}
+    assert found[VALIDATION_RECORD].facts == {"domain": DOMAIN, "hosted_zone_id": zone_id}
+    assert found[listener(443)].facts["ssl_policy"] == spec.https.ssl_policy
+    actions = diff(spec, live)
+    assert {a.name: a.action for a in actions if a.action is not Action.UNCHANGED} == {}
+    assert {a.name for a in actions} >= HTTPS_ROWS
+
+    moved = by_name(diff(with_https(spec, domain="www.example.com"), live))
+    for name in (CERTIFICATE, VALIDATION_RECORD, ALIAS_RECORD):
+        assert moved[name].action is Action.REPLACE, moved[name]
+        assert [(c.field, c.before, c.after) for c in moved[name].changes] == [
+            ("domain", DOMAIN, "www.example.com")
+        ]
+    assert moved[listener(443)].action is Action.UNCHANGED
+    refused = {a.name for a in inapplicable(list(moved.values()))}
+    assert refused == {CERTIFICATE, VALIDATION_RECORD, ALIAS_RECORD}
+    assert "a certificate's domain cannot change" in describe(moved[CERTIFICATE])
+
+    zone = by_name(diff(with_https(spec, hosted_zone_id="Z0THERZONE"), live))
+    assert zone[ALIAS_RECORD].action is Action.REPLACE and zone[CERTIFICATE].action is Action.UNCHANGED
+
+    policy = by_name(diff(with_https(spec, ssl_policy="ELBSecurityPolicy-TLS13-1-2-Res-2021-06"), live))
+    assert policy[listener(443)].action is Action.UPDATE
+    assert inapplicable(list(policy.values())) == [policy[listener(443)]]
+
+
+async def test_a_record_changed_outside_reads_as_missing(client, worker):
+    """The read checks the record says what the deployment wrote, not only that a name exists."""
+    zone_id, spec = await deployed(client, worker)
+    route53 = boto3.client("route53", region_name=REGION)
+    (alias,) = [
+        item
+        for item in route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+        if item["Type"] == "A" and item["Name"] == f"{DOMAIN}."
+    ]
+    route53.change_resource_record_sets(
+        HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": alias}]}
+    )
+
+    actions = by_name(diff(spec, await inspect(client, worker, spec)))
+
+    assert actions[ALIAS_RECORD].action is Action.CREATE
+    assert actions[CERTIFICATE].action is Action.UNCHANGED
+
+
+async def test_up_scales_out_a_live_https_deployment_and_refuses_a_new_domain_saying_why(client, worker):
+    """Read as missing, the HTTPS rows made every change a create, and a create with instances to
+    change was refused: a scale-out of an HTTPS deployment converges now."""
+    _, spec = await deployed(client, worker)
+    before = inventory()
+
+    renamed = await up(client, worker, with_https(spec, domain="www.example.com"))
+
+    assert renamed.outcome is Outcome.REFUSED, renamed.message
+    assert f"certificate replace (domain {DOMAIN} -> www.example.com)" in renamed.message
+    assert "a certificate's domain cannot change" in renamed.message
+    assert {a.kind for a in renamed.refused} == {Kind.CERTIFICATE, Kind.DNS_RECORD}
+    assert inventory() == before
+
+    grown = await up(
+        client, worker, spec.model_copy(update={"instances": spec.instances.model_copy(update={"count": 3})})
+    )
+
+    assert grown.outcome is Outcome.COMPLETED, grown.message
+    after = inventory()
+    assert len(after["instances"]) == 3 and before["instances"] < after["instances"]
+    assert {k: v for k, v in after.items() if k != "instances"} == {
+        k: v for k, v in before.items() if k != "instances"
+    }
