@@ -407,7 +407,7 @@ def paused_message(progress: DeploymentProgress) -> str:
     return (
         f"step '{failed}' failed: {progress.error}. Everything created so far is kept. Remove the cause, "
         f"then run 'starter.py retry {progress.deployment_id}' to run the step again and go on, or "
-        f"'starter.py rollback {progress.deployment_id}' to undo everything{when}."
+        f"'starter.py rollback {progress.deployment_id}' to undo everything this run did{when}."
     )
 
 

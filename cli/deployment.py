@@ -405,6 +405,28 @@ async def cancel(deployment_id: str, as_json: bool) -> int:
     return EXIT_OK if cancelled and not progress.left_behind else EXIT_DEPLOYMENT_FAILED
 
 
+async def decide(deployment_id: str, choice: str, as_json: bool) -> int:
+    """`retry` or `rollback` of a paused change: the update (same name as a create's) goes to the
+    running converge child, then the change is followed until it ends or pauses again; anything
+    else (a paused create, `deploy-<id>`) as before."""
+    client = await connect()
+    found = await running_operation(client, deployment_id)
+    if found is None:
+        return await commands.decide(deployment_id, choice, as_json)
+    entity, status = found
+    assert status.child_workflow_id is not None
+    output = Output(as_json)
+    child = client.get_workflow_handle(status.child_workflow_id)
+    try:
+        answer = await child.execute_update(choice, result_type=str, rpc_timeout=QUERY_TIMEOUT)
+    except WorkflowUpdateFailedError as err:
+        raise UserError(f"{deployment_id}: {root_message(err)}") from None
+    output.note(f"{deployment_id}: {answer}")
+    result = asyncio.ensure_future(operation_ended(entity, status.state.operations))
+    code = await follow_running(client, entity, result, output)
+    return EXIT_OK if choice == "rollback" and code == EXIT_DEPLOYMENT_FAILED else code  # as asked
+
+
 async def watch(deployment_id: str, as_json: bool) -> int:
     """Follow a running converge until it ends; anything else as before."""
     client = await connect()

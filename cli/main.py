@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--on-failure",
         choices=["rollback", "pause", "keep"],
-        help="when a step fails for good: undo everything (default), pause for retry/rollback, or keep",
+        help="when a step fails for good: undo everything (default), pause for retry/rollback, or keep "
+        "(a create's resources; a change rolls back)",
     )
     up.add_argument("--no-wait", dest="wait", action="store_false", help="start and return")
     up.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -66,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "show a deployment's state, steps and resources"),
         ("watch", "follow a deployment live until it ends or pauses"),
         ("cancel", "cancel a running deployment or change; it rolls back"),
-        ("retry", "paused deployment: run the failed step again and go on"),
-        ("rollback", "paused deployment: undo everything it created"),
+        ("retry", "paused deployment or change: run the failed step again and go on"),
+        ("rollback", "paused deployment or change: undo what the paused run did"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("deployment_id")
@@ -128,7 +129,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "cancel":
         return asyncio.run(deployment.cancel(args.deployment_id, args.json))
     if args.command in ("retry", "rollback"):
-        return asyncio.run(commands.decide(args.deployment_id, args.command, args.json))
+        return asyncio.run(deployment.decide(args.deployment_id, args.command, args.json))
     if args.command == "outputs":
         return asyncio.run(deployment.outputs(args.deployment_id))
     if args.command == "down":

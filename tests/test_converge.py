@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities import AwsClients
@@ -88,15 +88,19 @@ async def plan_changes(client: Client, worker: Worker, spec: DeploymentSpec) -> 
     return {a.name: a.action for a in actions if a.action is not Action.UNCHANGED}
 
 
-async def converge(client: Client, worker: Worker, spec: DeploymentSpec) -> ConvergeResult:
-    """As the deployment's workflow will: read what is live, then converge it to `spec`."""
+async def start_converge(client: Client, worker: Worker, spec: DeploymentSpec) -> WorkflowHandle:
+    """As the deployment's workflow does: read what is live, then start the converge to `spec`."""
     live = await inspect(client, worker, spec)
-    return await client.execute_workflow(
+    return await client.start_workflow(
         ConvergeWorkflow.run,
         ConvergeInput.from_live(spec, live),
         id=f"converge-{spec.deployment_id}-{uuid.uuid4()}",
         task_queue=worker.task_queue,
     )
+
+
+async def converge(client: Client, worker: Worker, spec: DeploymentSpec) -> ConvergeResult:
+    return await (await start_converge(client, worker, spec)).result()
 
 
 def changed(spec: DeploymentSpec, **instances: Any) -> DeploymentSpec:

@@ -1,5 +1,5 @@
 """Converge a live deployment's instances to a spec with zero downtime: scale out, scale in, and
-rolling replacement with an additional batch, rolled back automatically when any step fails.
+rolling replacement with an additional batch, rolled back when a step fails for good.
 
 The plan (models/converge.py) says which slots get new instances and which instances leave. New
 instances are launched, registered and healthy behind the ALB before any old one is deregistered;
@@ -9,6 +9,15 @@ healthy and every old one drained: until then a rollback puts the old instances 
 (registered and healthy) before it drains and terminates the new ones, and the deployment is back on
 exactly its previous instances. The price: an old instance that a batch drained keeps running (out of
 service) until the whole change has succeeded.
+
+The spec's `on_failure`. `pause`, as for a create: the failed step waits in phase PAUSED for the
+operator's `retry` (it runs again and the change goes on) or `rollback` (the change's compensations, as
+an automatic rollback), the same updates as the create's (workflows/pause.py); nobody deciding within
+`timing.pause_timeout_seconds` rolls back. `keep` rolls a change back like `rollback`: a half-changed
+fleet (a new instance in no slot's service, an old one drained but running) is no deployment's spec, and
+the next `up` would converge from a mess; the failed step and AWS's words are in the error and the
+progress either way. Once termination has begun the change goes forward only: a failure there neither
+pauses nor rolls back.
 
 Input: the desired spec and the live facts InspectWorkflow reads (`ConvergeInput.from_live`); a
 parent (the deployment's long-lived workflow) runs it as a child. Unlike a deployment it always waits
@@ -72,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.graph import gather_settled
     from workflows.options import activity_options, waiting
+    from workflows.pause import Pausable
     from workflows.progress import ProgressTracker
     from workflows.saga import Compensation, Saga, root_message, shielded
 
@@ -79,9 +89,9 @@ T = TypeVar("T")
 
 
 @workflow.defn
-class ConvergeWorkflow:
+class ConvergeWorkflow(Pausable):
     def __init__(self) -> None:
-        self._tracker: ProgressTracker | None = None
+        super().__init__()
         self._irreversible = False
 
     @workflow.query
@@ -225,7 +235,7 @@ class ConvergeWorkflow:
             request = self._delete(name).model_copy(update={"ids": ids})
             await self._tracked(
                 step,
-                lambda a=activity, r=request, s=step: self._execute(
+                lambda _again, a=activity, r=request, s=step: self._execute(
                     a, r, self._summaries[s], self._deleting()
                 ),
             )
@@ -352,7 +362,7 @@ class ConvergeWorkflow:
 
         ids = [i.instance_id for i in leaving]
         await self._tracked(
-            RETIRE, lambda: gather_settled(*(terminate(i) for i in leaving)), lambda _: ",".join(ids)
+            RETIRE, lambda _again: gather_settled(*(terminate(i) for i in leaving)), lambda _: ",".join(ids)
         )
         return ids
 
@@ -393,8 +403,9 @@ class ConvergeWorkflow:
         *,
         waiting: Waiting | None = None,
     ) -> T:
+        # Never `known_new` (`_key`): a run again after a pause finds what its failed run made.
         return await self._tracked(
-            step, lambda: self._execute(activity, request, self._summaries[step], waiting)
+            step, lambda _again: self._execute(activity, request, self._summaries[step], waiting)
         )
 
     async def _execute(
@@ -413,19 +424,9 @@ class ConvergeWorkflow:
             **activity_options(self._spec.timing, wait, compensation=compensation),
         )
 
-    async def _tracked(
-        self, step: str, run: Callable[[], Awaitable[T]], shown: Callable[[T], Any] = lambda result: result
-    ) -> T:
-        tracker = self._tracker
-        assert tracker is not None
-        tracker.started(step)
-        try:
-            result = await run()
-        except BaseException as err:
-            tracker.ended_with(step, err)
-            raise
-        tracker.done(step, shown(result))
-        return result
+    def _pauses(self) -> bool:
+        """Only while the change can still be undone: a pause offers the rollback it replaces."""
+        return super()._pauses() and not self._irreversible
 
     async def _roll_back(self, cause: BaseException) -> None:
         tracker = self._tracker
@@ -473,6 +474,8 @@ class ConvergeWorkflow:
         summary = self._summaries.get(step, step)
         message = f"converging {self._spec.deployment_id}: step '{step}' ({summary}) failed: "
         message += root_message(err)
+        if self._rollback_requested:
+            message += f" ({self._rollback_requested})"
         if self._irreversible:
             message += (
                 "; the change was in service (every new instance healthy, every old one drained, every "

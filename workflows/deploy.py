@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import DeploymentSpec, OnFailure
     from workflows.graph import TaskGraph, gather_settled
     from workflows.options import activity_options, waiting
+    from workflows.pause import Pausable
     from workflows.progress import ProgressTracker
     from workflows.saga import Compensation, Saga, root_message, shielded
 
@@ -105,11 +106,9 @@ def workflow_id(deployment_id: str) -> str:
 
 
 @workflow.defn
-class DeployWorkflow:
+class DeployWorkflow(Pausable):
     def __init__(self) -> None:
-        self._tracker: ProgressTracker | None = None
-        self._retries_requested = 0
-        self._rollback_requested: str | None = None
+        super().__init__()
         self._nothing_existed = False
 
     @workflow.query
@@ -117,33 +116,6 @@ class DeployWorkflow:
         if self._tracker is None:
             raise ApplicationError("the deployment has not started yet")
         return self._tracker.progress
-
-    # The operator's choice while paused (`on_failure: pause`)
-
-    @workflow.update
-    def retry(self) -> str:
-        """Run the failed step(s) again and go on; the steps before them are not repeated."""
-        self._retries_requested += 1
-        return f"retrying {', '.join(self._failed_steps())}"
-
-    @workflow.update
-    def rollback(self) -> str:
-        self._rollback_requested = "rollback requested by the operator"
-        return "rolling back"
-
-    @retry.validator
-    def _only_while_paused(self) -> None:
-        if self._tracker is None or self._tracker.progress.phase is not Phase.PAUSED:
-            phase = self._tracker.progress.phase.value if self._tracker else "starting"
-            raise ApplicationError(f"the deployment is not paused (it is {phase}); nothing to decide")
-
-    @rollback.validator
-    def _rollback_while_paused(self) -> None:
-        self._only_while_paused()
-
-    def _failed_steps(self) -> list[str]:
-        assert self._tracker is not None
-        return [s.key for s in self._tracker.progress.steps if s.state is StepState.FAILED]
 
     @workflow.run
     async def run(self, spec: DeploymentSpec) -> DeploymentOutputs:
@@ -565,43 +537,16 @@ class DeployWorkflow:
         return await self._step(step, activity, request, **kw)
 
     async def _step(self, step: str, activity: Callable[..., T], request: Any, *, waiting: Any = None) -> Any:
-        while True:
-            self._tracker.started(step)
-            try:
-                result = await workflow.execute_activity_method(
-                    activity,
-                    request,
-                    summary=self._plan[step].summary,
-                    **activity_options(self._spec.timing, waiting),
-                )
-            except BaseException as err:
-                self._tracker.ended_with(step, err)
-                if is_cancelled_exception(err) or self._spec.on_failure is not OnFailure.PAUSE:
-                    raise
-                if not await self._paused(err):
-                    raise
-                self._tracker.resumed(step)
-                request = looking_again(request)
-                continue
-            self._tracker.done(step, result)
-            return result
-
-    async def _paused(self, cause: BaseException) -> bool:
-        """Wait for the operator: True to retry the failed step, False to roll back.
-
-        Sibling branches go on meanwhile; those that need the failed step wait for it.
-        """
-        retries_before = self._retries_requested
-        timeout = timedelta(seconds=self._spec.timing.pause_timeout_seconds)
-        self._tracker.paused(cause, workflow.now() + timeout)
-        try:
-            await workflow.wait_condition(
-                lambda: self._retries_requested > retries_before or self._rollback_requested is not None,
-                timeout=timeout,
-            )
-        except TimeoutError:
-            self._rollback_requested = f"nobody decided within {timeout}"
-        return self._rollback_requested is None
+        """A step; run again after a pause, it looks for what its failed run may have made."""
+        return await self._tracked(
+            step,
+            lambda again: workflow.execute_activity_method(
+                activity,
+                looking_again(request) if again else request,
+                summary=self._plan[step].summary,
+                **activity_options(self._spec.timing, waiting),
+            ),
+        )
 
     async def _roll_back(self, cause: BaseException) -> None:
         tracker = self._tracker

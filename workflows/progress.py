@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
 class ProgressTracker:
     def __init__(self, deployment_id: str, region: str, steps: list[PlannedStep]) -> None:
         self._kinds = {step.key: step.kind for step in steps}
+        self._before_pause = Phase.CREATING
         self.progress = DeploymentProgress(
             deployment_id=deployment_id,
             region=region,
@@ -40,15 +41,18 @@ class ProgressTracker:
         self.show()
 
     def paused(self, cause: BaseException, deadline: datetime) -> None:
+        if self.progress.phase is not Phase.PAUSED:  # a sibling's failure may have paused it already
+            self._before_pause = self.progress.phase
         self.progress.pause_deadline, self.progress.error = deadline, root_message(cause)
         self.phase(Phase.PAUSED)
 
     def resumed(self, key: str) -> None:
-        """`retry`: the failed step runs again, and the run is no longer a failure."""
+        """`retry`: the failed step runs again, and the run is no longer a failure; back in the phase
+        it paused in (a create's preflight, or creating; a change is creating from its first step)."""
         progress = self.progress
         progress.pause_deadline = progress.error = progress.failed_step = None
         self.step(key).error = None
-        self.phase(Phase.PREFLIGHT if key == self.progress.steps[0].key else Phase.CREATING)
+        self.phase(self._before_pause)
 
     def kept(self, cause: BaseException) -> None:
         self.progress.kept, self.progress.error = True, root_message(cause)
