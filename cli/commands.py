@@ -31,7 +31,7 @@ from cli import render
 from cli.connection import connect, task_queue
 from cli.errors import UserError
 from models.cost import estimate, estimate_live
-from models.diff import Action, blocking, diff, inapplicable, refusal
+from models.diff import Action, diff, inapplicable, refusal
 from models.live import InspectInput, LiveDeployment
 from models.plan import PlanReport, changes
 from models.progress import DeploymentProgress, Phase
@@ -268,54 +268,23 @@ async def inspect_live(
 
 
 async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
+    """Attach to a standalone `deploy-<id>` run started before the long-lived deployment workflow:
+    cli/deployment.py `up` comes here only while one runs, and its own spec applies. By its handle,
+    never a start: a run that ended meanwhile must not be followed by a second standalone one."""
     output = Output(as_json)
     client = await connect()
-    wid = deploy_workflow_id(spec.deployment_id)
-    existing = await describe(client.get_workflow_handle(wid))
-    if running(existing):
-        output.note(f"attaching to the running deployment {spec.deployment_id} (its own spec applies)")
-    elif existing is not None:
-        refused = await refused_change(client, spec, existing, output)
-        if refused is not None:
-            return refused
-    handle = await start_deployment(client, spec, output)
+    handle = client.get_workflow_handle_for(DeployWorkflow.run, deploy_workflow_id(spec.deployment_id))
+    output.note(f"attaching to the running deployment {spec.deployment_id} (its own spec applies)")
     await note_missing_workers(client, output)
-    link = ui_link(client, wid, handle.result_run_id)
+    link = ui_link(client, handle.id, None)
     if link:
         output.note(f"Temporal UI: {link}")
     if not wait:
         output.result(
-            {"deployment_id": spec.deployment_id, "workflow_id": wid, "status": "RUNNING", "ui": link}
+            {"deployment_id": spec.deployment_id, "workflow_id": handle.id, "status": "RUNNING", "ui": link}
         )
         return EXIT_OK
     return await follow(handle, output, spec.deployment_id, link)
-
-
-async def refused_change(
-    client: Client, spec: DeploymentSpec, existing: WorkflowExecutionDescription, output: Output
-) -> int | None:
-    """Before a new run on a deployment that exists: refuse what find-or-create cannot apply.
-
-    Today's workflow only creates what is missing; a scale-in, a replacement or an in-place update
-    would end COMPLETED while the live resources stay as they were."""
-    await note_missing_workers(client, output)
-    live = await inspect_live(client, spec, existing)
-    actions = diff(spec, live)
-    if not blocking(actions):
-        return None
-    message = refusal(spec.deployment_id, live.region, actions)
-    output.note(f"[bold red]refused:[/] {message}")
-    output.result(
-        {
-            "deployment_id": spec.deployment_id,
-            "workflow_id": deploy_workflow_id(spec.deployment_id),
-            "status": "REFUSED",
-            "error": message,
-            "actions": [action.model_dump(mode="json") for action in blocking(actions)],
-            "alb_dns_name": None,
-        }
-    )
-    return EXIT_NOT_APPLICABLE
 
 
 async def start_deployment(client: Client, spec: DeploymentSpec, output: Output) -> WorkflowHandle:
