@@ -9,6 +9,7 @@ from activities.aws_clients import AwsClients
 from activities.certificates import CertificateActivities
 from activities.compute import ComputeActivities
 from activities.dns import DnsActivities
+from activities.drift_repair import DriftRepairActivities
 from activities.inventory import InventoryActivities
 from activities.load_balancing import LoadBalancingActivities
 from activities.network import NetworkActivities
@@ -28,6 +29,7 @@ ACTIVITY_CLASSES = (
     InventoryActivities,
     PlanActivities,
     TargetActivities,
+    DriftRepairActivities,
 )
 
 
@@ -50,6 +52,7 @@ __all__ = [
     "CertificateActivities",
     "ComputeActivities",
     "DnsActivities",
+    "DriftRepairActivities",
     "InventoryActivities",
     "LoadBalancingActivities",
     "NetworkActivities",
