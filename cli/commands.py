@@ -27,7 +27,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
-from cli import render
+from cli import listing, render
 from cli.connection import connect, task_queue
 from cli.errors import UserError
 from models.cost import estimate, estimate_live
@@ -543,38 +543,29 @@ async def decide(deployment_id: str, choice: str, as_json: bool) -> int:
     return code
 
 
-async def list_deployments(as_json: bool, phase: str | None = None) -> int:
+async def list_deployments(as_json: bool, phase: str | None = None, drifted: bool = False) -> int:
+    """Each deployment once, newest first (cli/listing.py); `--json`: one object per deployment."""
     output = Output(as_json)
     client = await connect()
-    query = "WorkflowType = 'DeployWorkflow'"
-    if phase is not None:
-        query += f" AND {search_attributes.DEPLOYMENT_PHASE.name} = '{phase}'"
-    rows = []
-    try:
-        async for execution in client.list_workflows(query):
-            attributes = execution.typed_search_attributes
-            rows.append(
-                {
-                    "deployment_id": execution.id.removeprefix("deploy-"),
-                    "status": execution.status.name if execution.status else "UNKNOWN",
-                    "phase": attributes.get(search_attributes.DEPLOYMENT_PHASE),
-                    "started": execution.start_time.isoformat(timespec="seconds"),
-                    "run_id": execution.run_id,
-                }
-            )
-    except RPCError as err:
-        if phase is None or err.status != RPCStatusCode.INVALID_ARGUMENT:
-            raise
-        raise UserError(
-            f"this namespace cannot filter by phase ({err.message}); register the DeploymentPhase "
-            "search attribute as docs/temporal-connection.md shows"
-        ) from None
+    rows = await listing.deployments(client, phase, drifted)
     table = render.Table(title="Deployments")
-    for column in ("deployment", "status", "phase", "started"):
+    for column in ("deployment", "phase", "drifted", "expires", "region", "started"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["deployment_id"], row["status"], row["phase"] or "", row["started"])
-    output.result({"deployments": rows}, table)
+        table.add_row(
+            row.deployment_id + (" (standalone run)" if row.standalone else ""),
+            row.phase or row.status.lower(),
+            {True: "yes", False: "no", None: ""}[row.drifted],
+            f"{row.expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if row.expires else "",
+            row.region or "",
+            f"{row.started.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC",
+        )
+    output.result({"deployments": [row.model_dump(mode="json") for row in rows]}, table)
+    if any(row.phase is None for row in rows):
+        output.note(
+            "note: deployments without a phase started on a namespace without the DeploymentPhase "
+            "search attribute; register it (docs/temporal-connection.md) to filter with --phase"
+        )
     return EXIT_OK
 
 

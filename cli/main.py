@@ -10,7 +10,6 @@ import sys
 from cli import commands, deployment
 from cli.errors import UserError
 from cli.spec_file import load_spec, parse_assignment
-from models.progress import Phase
 from models.spec import DeploymentSpec
 
 EPILOG = """exit codes: 0 success; 1 the deployment or teardown failed (and was rolled back, or lists
@@ -82,9 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     outputs = sub.add_parser("outputs", help="print a completed deployment's outputs as JSON")
     outputs.add_argument("deployment_id")
 
-    listing = sub.add_parser("list", help="list deployments")
-    listing.add_argument("--phase", choices=[p.value for p in Phase], help="only deployments in this phase")
-    listing.add_argument("--json", action="store_true")
+    listing = sub.add_parser(
+        "list", help="list deployments: each once, with its phase, drift, deadline, region and start"
+    )
+    listing.add_argument("--phase", choices=commands.listing.PHASES, help="only deployments in this phase")
+    listing.add_argument(
+        "--drifted", action="store_true", help="only deployments whose last drift check found a difference"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object, one entry per deployment")
     return parser
 
 
@@ -134,4 +138,4 @@ def run(argv: list[str] | None = None) -> int:
         return asyncio.run(deployment.outputs(args.deployment_id))
     if args.command == "down":
         return asyncio.run(deployment.down(args.deployment_id, args.region, args.json))
-    return asyncio.run(commands.list_deployments(args.json, args.phase))
+    return asyncio.run(commands.list_deployments(args.json, args.phase, args.drifted))

@@ -17,6 +17,7 @@ from tests.support.faults import InjectedFault
 from tests.support.inventory import added, inventory
 from tests.support.processes import Cli, Finished
 from tests.support.specs import FAST_TIMING
+from tests.support.waiting import eventually
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 
@@ -24,6 +25,11 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 async def run(cli: Cli, *args: str) -> Finished:
     """In a thread: the in-process worker shares this event loop and must keep running."""
     return await asyncio.to_thread(cli.run, *args)
+
+
+def listed_ids(listed: Finished) -> list[str]:
+    """`list --json`'s deployment ids, in its order (an id twice would show twice)."""
+    return [row["deployment_id"] for row in listed.json()["deployments"]] if listed.code == EXIT_OK else []
 
 
 def spec_file(tmp_path, deployment_id: str) -> str:
@@ -65,9 +71,13 @@ async def test_paused_up_then_retry_from_the_command_line(client: Client, aws: A
     watch = await run(cli, "watch", deployment_id, "--json")
     assert watch.code == EXIT_OK and watch.json()["status"] == "COMPLETED"
 
-    listed = await run(cli, "list", "--phase", "completed", "--json")
-    rows = {row["deployment_id"]: row for row in listed.json()["deployments"]}
-    assert rows[deployment_id]["phase"] == "completed"
+    listed = await eventually(
+        lambda: run(cli, "list", "--phase", "ready", "--json"), lambda r: deployment_id in listed_ids(r)
+    )
+    (row,) = [row for row in listed.json()["deployments"] if row["deployment_id"] == deployment_id]
+    assert (row["workflow_id"], row["phase"]) == (f"deployment-{deployment_id}", "ready")
+    create = await run(cli, "list", "--phase", "completed", "--json")  # its create, a child: not listed
+    assert create.code == EXIT_OK and deployment_id not in listed_ids(create)
 
     again = await run(cli, "rollback", deployment_id)
     assert again.code == EXIT_BAD_INPUT and "not paused" in again.stderr

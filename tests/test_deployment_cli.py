@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from cli.commands import Output, start_deployment
-from models.deployment import Operation
+from models.deployment import DeploymentState, Operation, workflow_id
 from tests.support.held_health import HeldHealth
 from tests.support.inventory import inventory
-from tests.support.processes import Cli
+from tests.support.processes import Cli, Finished
 from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
 from tests.test_cli_operations import run, spec_file
@@ -55,6 +56,17 @@ async def test_up_adopts_a_standalone_deployment_then_status_outputs_and_down_fo
     attributes = described.typed_search_attributes
     assert attributes.get(search_attributes.DEPLOYMENT_ID) == deployment_id
     assert attributes.get(search_attributes.DEPLOYMENT_PHASE) == "ready"
+
+    listed = await eventually(
+        lambda: run(cli, "list", "--phase", "ready", "--json"), lambda r: deployment_id in rows_of(r)
+    )
+    (row,) = rows_of(listed)[deployment_id]  # once: not again as its adopted deploy-<id> run
+    assert (row["workflow_id"], row["phase"], row["standalone"]) == (
+        f"deployment-{deployment_id}",
+        "ready",
+        False,
+    )
+    assert row["region"] == "ap-northeast-2"
 
     status = await run(cli, "status", deployment_id, "--json")
     assert status.code == EXIT_OK and status.json()["status"] == "COMPLETED"
@@ -136,3 +148,67 @@ async def test_cancel_of_a_rollout_puts_the_previous_instances_back(client: Clie
         status.json()["status"] == "COMPLETED" and status.json()["last_operation"]["outcome"] == "cancelled"
     )
     assert status.json()["instance_ids"] == created.json()["instance_ids"]
+
+
+def rows_of(listed: Finished) -> dict[str, list[dict]]:
+    """`list --json`'s deployments by id (a list each, to show that each is listed once)."""
+    if listed.code != EXIT_OK:
+        return {}
+    found: dict[str, list[dict]] = {}
+    for row in listed.json()["deployments"]:
+        found.setdefault(row["deployment_id"], []).append(row)
+    return found
+
+
+async def idle_deployment(client: Client, deployment_id: str, queue: str, drifted: bool) -> WorkflowHandle:
+    """A deployment workflow no worker runs (its queue has none): visibility lists it with the search
+    attributes it started with, as a drift check would have set them."""
+    attributes = search_attributes.at_start(deployment_id, "new").search_attributes
+    return await client.start_workflow(
+        DeploymentWorkflow.run,
+        DeploymentState(deployment_id=deployment_id, region="ap-northeast-2"),
+        id=workflow_id(deployment_id),
+        task_queue=queue,
+        memo={"deployment_id": deployment_id, "region": "ap-northeast-2"},
+        search_attributes=TypedSearchAttributes(
+            [*attributes, SearchAttributePair(search_attributes.DEPLOYMENT_DRIFT, drifted)]
+        ),
+    )
+
+
+async def test_list_shows_deployment_workflows_and_standalone_runs_once_and_filters_the_drifted(
+    client: Client, tmp_path, monkeypatch
+):
+    queue = f"idle-{uuid.uuid4().hex[:8]}"
+    cli = Cli(client.service_client.config.target_host, queue)
+    drifted, clean, alone = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("drift", "clean", "alone"))
+    monkeypatch.setenv("TEMPORAL_TASK_QUEUE", queue)
+    handles = [
+        await idle_deployment(client, drifted, queue, drifted=True),
+        await idle_deployment(client, clean, queue, drifted=False),
+        await start_deployment(client, fast_spec(deployment_id=alone), Output(as_json=True)),
+    ]
+    try:
+        listed = await eventually(
+            lambda: run(cli, "list", "--json"), lambda r: {drifted, clean, alone} <= set(rows_of(r))
+        )
+        rows = rows_of(listed)
+        assert [len(rows[name]) for name in (drifted, clean, alone)] == [1, 1, 1]
+        (row,) = rows[drifted]
+        assert (row["workflow_id"], row["phase"], row["drifted"]) == (f"deployment-{drifted}", "new", True)
+        assert (row["region"], row["standalone"], row["status"]) == ("ap-northeast-2", False, "RUNNING")
+        assert rows[clean][0]["drifted"] is False
+        (row,) = rows[alone]
+        assert (row["workflow_id"], row["standalone"], row["drifted"]) == (f"deploy-{alone}", True, None)
+
+        only_drifted = await run(cli, "list", "--drifted", "--json")
+        assert only_drifted.code == EXIT_OK, only_drifted.stderr
+        assert drifted in rows_of(only_drifted) and not {clean, alone} & set(rows_of(only_drifted))
+        new = await run(cli, "list", "--phase", "new", "--json")
+        assert {drifted, clean} <= set(rows_of(new)) and alone not in rows_of(new)
+        table = await run(cli, "list", "--drifted")
+        assert table.code == EXIT_OK and drifted in table.stdout and clean not in table.stdout
+        assert "Traceback" not in table.stderr
+    finally:
+        for handle in handles:
+            await handle.terminate("test: listed, never run")
