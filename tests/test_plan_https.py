@@ -6,21 +6,25 @@ read with InspectWorkflow, as `plan` and `up` read it; then diffed against the s
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import boto3
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import AwsClients
+from activities.live import read_live
 from models.deployment import Outcome
 from models.diff import Action, ResourceAction, describe, diff, inapplicable
 from models.live import InspectInput, LiveDeployment
 from models.naming import ALIAS_RECORD, CERTIFICATE, VALIDATION_RECORD, listener
 from models.resources import Kind, Scope
 from models.spec import DeploymentSpec
+from tests.support.faults import InjectedFault
 from tests.support.https import DOMAIN, REGION, hosted_zone, https_spec
 from tests.support.inventory import inventory
-from tests.support.specs import FAST_TIMING
+from tests.support.specs import FAST_TIMING, fast_spec
 from tests.test_deployment_workflow import up
 from workflows.plan import InspectWorkflow
 
@@ -129,3 +133,20 @@ async def test_up_scales_out_a_live_https_deployment_and_refuses_a_new_domain_sa
     assert {k: v for k, v in after.items() if k != "instances"} == {
         k: v for k, v in before.items() if k != "instances"
     }
+
+
+async def test_an_identity_without_acm_permissions_reads_an_http_deployment(client, worker):
+    """A policy from before HTTPS (docs/iam-policy.json alone) denies ACM: such an identity requested
+    no certificate with this tool, so the read goes on without one instead of failing `plan`."""
+    spec = fast_spec()
+    created = await up(client, worker, spec)
+    assert created.outcome is Outcome.COMPLETED, created.message
+    denied = InjectedFault("acm", "ListCertificates", code="AccessDeniedException")
+    session = boto3.Session()
+    denied.install(session)  # before its first client: clients copy the session's hooks
+
+    scope = Scope(deployment_id=spec.deployment_id, region=spec.region)
+    live = await asyncio.to_thread(read_live, AwsClients(session), scope)
+
+    assert denied.failed >= 1
+    assert {a.action for a in diff(spec, live)} == {Action.UNCHANGED}
