@@ -9,6 +9,7 @@ from activities.aws_clients import AwsClients
 from activities.certificates import CertificateActivities
 from activities.compute import ComputeActivities
 from activities.dns import DnsActivities
+from activities.drift import DriftActivities
 from activities.drift_repair import DriftRepairActivities
 from activities.inventory import InventoryActivities
 from activities.load_balancing import LoadBalancingActivities
@@ -29,6 +30,7 @@ ACTIVITY_CLASSES = (
     InventoryActivities,
     PlanActivities,
     TargetActivities,
+    DriftActivities,
     DriftRepairActivities,
 )
 
@@ -52,6 +54,7 @@ __all__ = [
     "CertificateActivities",
     "ComputeActivities",
     "DnsActivities",
+    "DriftActivities",
     "DriftRepairActivities",
     "InventoryActivities",
     "LoadBalancingActivities",
