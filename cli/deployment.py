@@ -127,11 +127,18 @@ def missing_attributes(err: RPCError) -> bool:
     return err.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message.lower()
 
 
+MISSING_ATTRIBUTES_NOTE = (
+    "note: this namespace lacks some of the search attributes DeploymentId, DeploymentPhase, "
+    "DeploymentDrift and DeploymentExpires, so `list --phase`/`--drifted` and the UI cannot filter by "
+    "them; register them (docs/temporal-connection.md)"
+)
+
+
 async def send_up(client: Client, spec: DeploymentSpec, state: DeploymentState, output: Output) -> Any:
     """The `up` update, starting the workflow if it does not run; accepted (or rejected) on return."""
-    attributes = search_attributes.at_start(spec.deployment_id, DeploymentPhase.NEW.value)
-    for with_attributes in (True, False):
-        options = start_options(spec) | ({"search_attributes": attributes} if with_attributes else {})
+    choices = search_attributes.for_deployment(spec.deployment_id, DeploymentPhase.NEW.value)
+    for attributes in choices:
+        options = start_options(spec) | ({"search_attributes": attributes} if attributes else {})
         operation = WithStartWorkflowOperation(DeploymentWorkflow.run, state, **options)
         try:
             return await client.start_update_with_start_workflow(
@@ -145,12 +152,10 @@ async def send_up(client: Client, spec: DeploymentSpec, state: DeploymentState, 
             # prints "Future exception was never retrieved" with a traceback when it is collected.
             with contextlib.suppress(RPCError):
                 await operation.workflow_handle()
-            if not with_attributes or not missing_attributes(err):
+            if attributes is None or not missing_attributes(err):
                 raise
-            output.note(
-                "note: this namespace has no DeploymentId/DeploymentPhase search attributes, so `list "
-                "--phase` and the UI cannot filter by them; register them (docs/temporal-connection.md)"
-            )
+            if attributes is choices[0]:
+                output.note(MISSING_ATTRIBUTES_NOTE)
     raise AssertionError("unreachable")
 
 
@@ -160,15 +165,14 @@ async def start_no_wait(
     """`--no-wait` on a deployment whose workflow does not run: started with the spec in its input,
     so nothing waits for a worker to accept an update."""
     state = state.model_copy(update={"requested": spec})
-    attributes = search_attributes.at_start(spec.deployment_id, DeploymentPhase.NEW.value)
-    try:
-        return await client.start_workflow(
-            DeploymentWorkflow.run, state, search_attributes=attributes, **start_options(spec)
-        )
-    except RPCError as err:
-        if not missing_attributes(err):
-            raise
-    return await client.start_workflow(DeploymentWorkflow.run, state, **start_options(spec))
+    for attributes in search_attributes.for_deployment(spec.deployment_id, DeploymentPhase.NEW.value):
+        options = start_options(spec) | ({"search_attributes": attributes} if attributes else {})
+        try:
+            return await client.start_workflow(DeploymentWorkflow.run, state, **options)
+        except RPCError as err:
+            if attributes is None or not missing_attributes(err):
+                raise
+    raise AssertionError("unreachable")
 
 
 async def up(spec: DeploymentSpec, as_json: bool, wait: bool) -> int:
@@ -353,11 +357,29 @@ async def status(deployment_id: str, as_json: bool) -> int:
     last = state.last
     if last is not None and last.outcome in (Outcome.FAILED, Outcome.REFUSED, Outcome.CANCELLED):
         payload["error"] = last.message
+    payload["drift"] = state.drift.model_dump(mode="json") if state.drift else None
+    payload["drifted"] = state.drift.drifted if state.drift else None
+    payload["expires_at"] = state.expires_at.isoformat() if state.expires_at else None
     if not as_json:
         note = f" (last {last.operation.value}: {last.outcome.value})" if last else ""
         output.out.print(f"{deployment_id}: COMPLETED, {state.phase.value}{note}")
-    output.result(payload, render.outputs_table(outputs))
+        for line in upkeep_lines(state):
+            output.out.print(line, soft_wrap=True)
+    tables = [render.drift_table(state.drift)] if state.drift and state.drift.drifted else []
+    output.result(payload, render.outputs_table(outputs), *tables)
     return EXIT_OK
+
+
+def upkeep_lines(state: DeploymentState) -> list[str]:
+    """Drift and time-to-live, in words, for `status`."""
+    lines = []
+    if state.drift is not None:
+        checked = f"{state.drift.checked_at:%Y-%m-%d %H:%M:%S} UTC"
+        verdict = "[bold yellow]drifted[/]" if state.drift.drifted else "no drift"
+        lines.append(f"drift: {verdict} (checked {checked}; `starter.py check {state.deployment_id}`)")
+    if state.expires_at is not None:
+        lines.append(f"expires: {state.expires_at:%Y-%m-%d %H:%M:%S} UTC (time-to-live; `starter.py extend`)")
+    return lines
 
 
 async def outputs(deployment_id: str) -> int:

@@ -6,18 +6,20 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import timedelta
 
-from cli import commands, deployment
+from cli import commands, deployment, upkeep
 from cli.errors import UserError
 from cli.spec_file import load_spec, parse_assignment
-from models.spec import DeploymentSpec
+from models.spec import DeploymentSpec, parse_duration
 
 EPILOG = """exit codes: 0 success; 1 the deployment or teardown failed (and was rolled back, or lists
 what it left); 2 bad input (flags, spec, Temporal unreachable, or `plan` found problems); 3 the
 deployment is paused after a failure and waits for `retry` or `rollback`; 4 unknown deployment id;
 5 nothing was changed: the spec changes a live deployment in a way `up` cannot apply (a region, VPC
 or subnet CIDR change, or what converging does not cover yet, e.g. an in-place update: `plan` lists
-them), or another operation of the deployment is running (its workflow rejects a second `up`).
+them), or another operation of the deployment is running (its workflow rejects a second `up`);
+for `check`, 5 means the deployment drifted from its spec; for `extend`, that it cannot be extended.
 `up` on a live deployment converges it: scale out, scale in, rolling replacement of the instances.
 Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE or a temporalio envconfig profile.
 AWS: the standard credential chain; AWS_ENDPOINT_URL points at moto for local runs."""
@@ -59,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="when a step fails for good: undo everything (default), pause for retry/rollback, or keep "
         "(a create's resources; a change rolls back)",
     )
+    up.add_argument(
+        "--ttl",
+        type=duration_argument,
+        help="time-to-live: tear the deployment down this long after this `up` (30m, 2h, 1d); "
+        "`extend` moves the deadline",
+    )
     up.add_argument("--no-wait", dest="wait", action="store_false", help="start and return")
     up.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -78,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--region", help="region of the deployment (default: from its last run)")
     down.add_argument("--json", action="store_true")
 
+    check = sub.add_parser(
+        "check",
+        help="compare a live deployment with its spec, read-only: each difference (missing, changed, "
+        "extra); exit 0 when clean, 5 when drifted",
+    )
+    check.add_argument("deployment_id")
+    check.add_argument("--json", action="store_true")
+
+    extend = sub.add_parser(
+        "extend", help="move a deployment's time-to-live deadline later, e.g. `extend ID 1h`"
+    )
+    extend.add_argument("deployment_id")
+    extend.add_argument("duration", type=duration_argument, help="how much later: 30m, 2h, 1d, 1h30m")
+    extend.add_argument("--json", action="store_true")
+
     outputs = sub.add_parser("outputs", help="print a completed deployment's outputs as JSON")
     outputs.add_argument("deployment_id")
 
@@ -90,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--json", action="store_true", help="one JSON object, one entry per deployment")
     return parser
+
+
+def duration_argument(text: str) -> timedelta:
+    """A duration flag (`--ttl 2h`, `extend ID 1h`): a bad one is a one-line usage error."""
+    try:
+        value = parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive duration, e.g. 30m, 2h or 1d")
+    return value
 
 
 def add_spec_arguments(command: argparse.ArgumentParser) -> None:
@@ -114,6 +148,8 @@ def spec_from(args: argparse.Namespace) -> DeploymentSpec:
         overrides["region"] = args.region
     if getattr(args, "on_failure", None) is not None:
         overrides["on_failure"] = args.on_failure
+    if getattr(args, "ttl", None) is not None:
+        overrides["ttl"] = args.ttl
     return load_spec(args.spec, overrides)
 
 
@@ -134,6 +170,10 @@ def run(argv: list[str] | None = None) -> int:
         return asyncio.run(deployment.cancel(args.deployment_id, args.json))
     if args.command in ("retry", "rollback"):
         return asyncio.run(deployment.decide(args.deployment_id, args.command, args.json))
+    if args.command == "check":
+        return asyncio.run(upkeep.check(args.deployment_id, args.json))
+    if args.command == "extend":
+        return asyncio.run(upkeep.extend(args.deployment_id, args.duration, args.json))
     if args.command == "outputs":
         return asyncio.run(deployment.outputs(args.deployment_id))
     if args.command == "down":

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from models.cost import CostEstimate
 from models.diff import Action, ResourceAction
+from models.drift import DriftReport
 from models.plan import PlannedChange
 from models.progress import DeploymentProgress, StepProgress, StepState
 from models.resources import DeploymentOutputs, TeardownResult
@@ -156,3 +157,24 @@ def stderr_console() -> Console:
 
 def stdout_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def drift_table(report: DriftReport) -> Table:
+    """One row per difference: what drifted, the field, and both values."""
+    table = Table(
+        title=f"Drift of {report.deployment_id} (checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    for column in ("drift", "kind", "name", "field", "expected", "live"):
+        table.add_column(column, overflow="fold")
+    table.add_column("id", overflow="fold")
+    for item in report.items:
+        table.add_row(
+            item.drift.value,
+            item.kind.value,
+            item.name,
+            item.field or "",
+            item.expected or "",
+            item.actual or "",
+            item.id or "",
+        )
+    return table

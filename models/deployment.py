@@ -6,7 +6,7 @@ Pure: the validator of `up` and the CLI use the same rules before anything chang
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from models import naming
 from models.converge import ConvergeResult
 from models.diff import REPLACE_THE_DEPLOYMENT, Action, ResourceAction, converges
+from models.drift import DriftItem, DriftReport
 from models.resources import DeploymentOutputs, Kind, Resource, TeardownResult
 from models.spec import DeploymentSpec, TimingSpec
 
@@ -44,6 +45,9 @@ class Operation(StrEnum):
     """A live deployment changed: InspectWorkflow, then ConvergeWorkflow."""
     NONE = "none"
     """The spec asks for what is live: nothing ran."""
+    REPAIR = "repair"
+    """Drift found by a scheduled check, repaired (`drift.on_drift: repair`): the changes made outside
+    the deployment undone in place, then what is missing made again by a converge or a create."""
     TEARDOWN = "teardown"
 
 
@@ -68,6 +72,9 @@ class OperationResult(BaseModel):
     outputs: DeploymentOutputs | None = Field(None, description="The deployment's outputs afterwards.")
     converge: ConvergeResult | None = None
     refused: list[ResourceAction] = Field(default_factory=list)
+    repaired: list[DriftItem] = Field(
+        default_factory=list, description="A repair: the differences it found (and undid, if it completed)."
+    )
     finished_at: datetime | None = None
 
 
@@ -89,6 +96,10 @@ class DeploymentState(BaseModel):
         description="Only in a first run's input: a spec to apply at once, without an `up` update "
         "(`starter.py up --no-wait` starts the workflow so, which needs no worker to answer).",
     )
+    drift: DriftReport | None = Field(None, description="The last drift check's report.")
+    ttl: timedelta | None = Field(None, description="The time-to-live the deadline was last set from.")
+    expires_at: datetime | None = Field(None, description="When the time-to-live tears it down.")
+    expired: bool = Field(False, description="The deadline has passed: the teardown it started ran.")
 
     @property
     def timing(self) -> TimingSpec:
@@ -98,6 +109,16 @@ class DeploymentState(BaseModel):
 class DownRequest(BaseModel):
     region: str | None = Field(None, description="Only when the state does not know it (adoption).")
     timing: TimingSpec | None = None
+    reason: str | None = Field(None, description="Why, when it is not the user's `down` (the time-to-live).")
+
+
+class ExtendRequest(BaseModel):
+    by: timedelta = Field(description="How much later the time-to-live's deadline moves.")
+
+
+class ExtendResult(BaseModel):
+    deployment_id: str
+    expires_at: datetime
 
 
 class DownResult(BaseModel):
@@ -120,7 +141,31 @@ class DeploymentStatus(BaseModel):
 def needs_create(actions: list[ResourceAction]) -> bool:
     """A resource the converge does not make is missing (models/diff.py `converges`: it makes instances,
     and NAT gateways, addresses and route tables in a NAT mode switch): the create completes it."""
-    return any(a.action is Action.CREATE and not converges(a) for a in actions)
+    return any(a.action is Action.CREATE and not converges(a) for a in actions) or lost_nat(actions)
+
+
+def lost_nat(actions: list[ResourceAction]) -> bool:
+    """A NAT gateway to make while no route table comes or goes and no gateway retires: not a NAT mode
+    switch but a gateway deleted outside the deployment, which the create makes again and points its
+    route tables at."""
+    made = any(a.kind is Kind.NAT_GATEWAY and a.action is Action.CREATE for a in actions)
+    switching = any(
+        (a.kind is Kind.NAT_GATEWAY and a.action is Action.DELETE)
+        or (a.kind is Kind.ROUTE_TABLE and a.action in (Action.CREATE, Action.DELETE))
+        for a in actions
+    )
+    return made and not switching
+
+
+def completed_by_create(action: ResourceAction, actions: list[ResourceAction]) -> bool:
+    """A route table whose default route names a NAT gateway that is gone (deleted outside the
+    deployment) and is made again: the find-or-create points the route at the new one."""
+    made = {a.name for a in actions if a.action is Action.CREATE and a.kind is Kind.NAT_GATEWAY}
+    return (
+        action.kind is Kind.ROUTE_TABLE
+        and action.action is Action.UPDATE
+        and all(c.field == "default_route" and c.after in made for c in action.changes)
+    )
 
 
 def moved(current: DeploymentSpec, desired: DeploymentSpec) -> list[str]:

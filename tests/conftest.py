@@ -116,3 +116,11 @@ def dataplane(moto_url: str, tmp_path: Path) -> Iterator[RunningDataPlane]:
     whose traffic, health checks or draining matter."""
     with running_dataplane(moto_url, tmp_path / "dataplane.log") as plane:
         yield plane
+
+
+@pytest.fixture
+def plane_aws(dataplane: RunningDataPlane, monkeypatch: pytest.MonkeyPatch) -> AwsClients:
+    """Activities' clients that reach moto through the data plane, so it learns of every change at
+    once (a terminated instance drains before its next request)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dataplane.url)
+    return AwsClients(boto3.Session())

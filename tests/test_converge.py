@@ -16,7 +16,6 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities import AwsClients
 from activities.user_data import server_source
 from models.converge import ConvergeInput, ConvergeResult
 from models.diff import Action, diff
@@ -24,7 +23,6 @@ from models.live import InspectInput, LiveDeployment
 from models.naming import APP_VERSION_TAG, DEFAULT_APP_VERSION
 from models.resources import DeploymentOutputs, Scope
 from models.spec import DeploymentSpec
-from tests.support.dataplane import RunningDataPlane
 from tests.support.faults import InjectedFault
 from tests.support.inventory import inventory
 from tests.support.specs import FAST_TIMING, fast_spec
@@ -247,12 +245,6 @@ async def test_permanent_failure_at_each_kind_of_step_restores_the_previous_inst
 
 
 # With the data plane: the ALB answers, health checks are real, deregistered targets drain
-
-
-@pytest.fixture
-def plane_aws(dataplane: RunningDataPlane, monkeypatch: pytest.MonkeyPatch) -> AwsClients:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", dataplane.url)
-    return AwsClients(boto3.Session())
 
 
 class FailingApp:

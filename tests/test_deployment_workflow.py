@@ -41,6 +41,7 @@ from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
 from tests.test_converge import changed, fleet
 from tests.test_deploy_workflow import deploy
+from workflows import search_attributes
 from workflows.converge import ConvergeWorkflow
 from workflows.deployment import DeploymentWorkflow
 
@@ -49,22 +50,31 @@ MAX_EVENTS_PER_RUN = 60
 
 
 def start_operation(
-    spec: DeploymentSpec, worker: Worker, state: DeploymentState | None = None
+    spec: DeploymentSpec, worker: Worker, state: DeploymentState | None = None, *, attributes: bool = False
 ) -> WithStartWorkflowOperation:
+    """`attributes`: started with the search attributes `starter.py up` gives it."""
+    found = search_attributes.for_deployment(spec.deployment_id, "new")[0] if attributes else None
     return WithStartWorkflowOperation(
         DeploymentWorkflow.run,
         state or DeploymentState(deployment_id=spec.deployment_id, region=spec.region),
         id=workflow_id(spec.deployment_id),
         task_queue=worker.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        **({"search_attributes": found} if found else {}),
     )
 
 
 async def up(
-    client: Client, worker: Worker, spec: DeploymentSpec, state: DeploymentState | None = None
+    client: Client,
+    worker: Worker,
+    spec: DeploymentSpec,
+    state: DeploymentState | None = None,
+    *,
+    attributes: bool = False,
 ) -> OperationResult:
+    operation = start_operation(spec, worker, state, attributes=attributes)
     return await client.execute_update_with_start_workflow(
-        DeploymentWorkflow.up, spec, start_workflow_operation=start_operation(spec, worker, state)
+        DeploymentWorkflow.up, spec, start_workflow_operation=operation
     )
 
 

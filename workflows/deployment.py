@@ -20,12 +20,17 @@ create is converged from what exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from activities.drift import DriftActivities
+    from activities.drift_repair import DriftRepairActivities
+    from activities.network import NetworkActivities
     from models.converge import ConvergeInput, ConvergeResult
     from models.deployment import (
         DeploymentPhase,
@@ -33,29 +38,48 @@ with workflow.unsafe.imports_passed_through():
         DeploymentStatus,
         DownRequest,
         DownResult,
+        ExtendRequest,
+        ExtendResult,
         Operation,
         OperationResult,
         Outcome,
+        completed_by_create,
         moved,
         needs_create,
         refused_move,
         with_fleet,
     )
     from models.diff import Action, describe, diff, inapplicable
+    from models.drift import CheckInput, Drift, DriftItem, DriftReport, RepairInput, RepairResult
     from models.live import InspectInput, LiveDeployment
     from models.progress import DeploymentProgress, Phase
-    from models.resources import DeploymentOutputs, Kind, Scope, TeardownInput, TeardownResult
-    from models.spec import DeploymentSpec
+    from models.resources import (
+        DeleteInput,
+        DeploymentOutputs,
+        Kind,
+        ResourceKey,
+        Scope,
+        TeardownInput,
+        TeardownResult,
+    )
+    from models.spec import DeploymentSpec, OnDrift, OnFailure
     from workflows import search_attributes
     from workflows.converge import ConvergeWorkflow
     from workflows.deploy import DeployWorkflow
     from workflows.deploy import workflow_id as deploy_workflow_id
+    from workflows.options import activity_options, waiting
     from workflows.plan import InspectWorkflow
     from workflows.saga import root_message
     from workflows.teardown import TeardownWorkflow
     from workflows.teardown import workflow_id as teardown_workflow_id
 
 MIN_EVENTS_TO_SHED = 10
+MAX_IDLE_EVENTS = 1000
+"""Drift checks add a few events each to a run that waits between operations: past this many, the
+run continues as new after its next check (about a day of ten-minute checks)."""
+DRIFT_AND_TTL = "drift-checks-and-ttl"
+"""The patch that gave the idle run loop its timers (drift checks, time-to-live): runs recorded before
+it waited for an update only, and replay so."""
 
 PROGRESS_PHASES = {
     DeploymentPhase.NEW: Phase.PREFLIGHT,
@@ -82,6 +106,7 @@ class DeploymentWorkflow:
         self._down: DownRequest | None = None
         self._down_result: DownResult | None = None
         self._continuing = False
+        self._repairing: list[DriftItem] | None = None
 
     # Queries
 
@@ -149,11 +174,59 @@ class DeploymentWorkflow:
         """What keeps another operation from starting now, in words."""
         if self._down is not None:
             return "it is being torn down"
+        if self._repairing is not None:
+            return "a repair of its drift runs; wait for it (`starter.py watch`)"
         if self._running is not None:
             return f"a {self._running.value} runs ({self._child_id}); wait for it (`starter.py watch`)"
         if self._pending is not None or self._continuing:
             return "another `up` was accepted a moment ago; try again when it has finished"
         return None
+
+    @workflow.update
+    async def check(self) -> DriftReport:
+        """Compare what is live with the spec now (read-only, whatever `drift.on_drift` says): the
+        report is the deployment's drift from now on (status, UI, DeploymentDrift)."""
+        assert self._state.spec is not None
+        return await self._check_drift(self._state.spec)
+
+    @check.validator
+    def _check_allowed(self) -> None:
+        state = self._state
+        if state.spec is None or state.phase is not DeploymentPhase.READY:
+            raise ApplicationError(
+                f"{state.deployment_id} has nothing live to check (it is {state.phase.value})"
+            )
+        busy = self._busy()
+        if busy is not None:
+            raise ApplicationError(f"{state.deployment_id} is busy: {busy}; check again when it has finished")
+
+    @workflow.update
+    async def extend(self, request: ExtendRequest) -> ExtendResult:
+        """Move the time-to-live's deadline later; answered at once."""
+        state = self._state
+        assert state.expires_at is not None
+        state.expires_at += request.by
+        self._deadline_changed()
+        return ExtendResult(deployment_id=state.deployment_id, expires_at=state.expires_at)
+
+    @extend.validator
+    def _extend_allowed(self, request: ExtendRequest) -> None:
+        state = self._state
+        if request.by <= timedelta(0):
+            raise ApplicationError("extend by a positive duration, e.g. 1h")
+        if state.expired or self._down is not None:
+            when = (
+                f" at {state.expires_at:%Y-%m-%d %H:%M:%S} UTC" if state.expired and state.expires_at else ""
+            )
+            raise ApplicationError(
+                f"{state.deployment_id} expired{when} and is being torn down; too late to extend it"
+                if state.expired
+                else f"{state.deployment_id} is being torn down; nothing to extend"
+            )
+        if state.expires_at is None:
+            raise ApplicationError(
+                f"{state.deployment_id} has no time-to-live; set one with `starter.py up --ttl 2h`"
+            )
 
     # The run loop
 
@@ -163,14 +236,25 @@ class DeploymentWorkflow:
             self._pending, self._state.requested = self._state.requested, None
         self._show()
         while True:
-            await workflow.wait_condition(
-                lambda: self._pending is not None or self._down is not None or self._history_too_long()
-            )
+            await self._idle()
             if self._pending is not None and self._down is None:
-                spec, self._running_spec = self._pending, self._pending
+                spec, self._running_spec, accepted_at = self._pending, self._pending, workflow.now()
                 self._operation = asyncio.create_task(self._apply(spec))
                 await self._operation
                 self._pending = self._operation = self._running_spec = None
+                if self._state.spec == spec:
+                    self._set_deadline(spec, accepted_at)
+            elif self._down is None and self._expired():
+                self._state.expired = True
+                expires_at = self._state.expires_at
+                assert expires_at is not None
+                self._down = DownRequest(
+                    reason=f"its time-to-live ended at {expires_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+            elif self._down is None and self._check_due():
+                await self._scheduled_check()
+                if self._pending is None and self._down is None and not self._idle_history_long():
+                    continue
             if self._down is not None:
                 if self._pending is not None:  # accepted in the same moment as `down`
                     self._finish(Operation.NONE, Outcome.CANCELLED, message="`down` came first")
@@ -184,11 +268,196 @@ class DeploymentWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(self._state)
 
+    async def _idle(self) -> None:
+        """Wait for an update, or for the next timer: the time-to-live's deadline or a drift check.
+        A run waiting here holds no worker slot; a timer is a server-side event."""
+
+        def work() -> bool:
+            return self._pending is not None or self._down is not None or self._history_too_long()
+
+        timers = workflow.patched(DRIFT_AND_TTL)
+        due = self._next_timer() if timers else None
+        if due is None:
+            return await workflow.wait_condition(work)
+        wait = due - workflow.now()
+        if wait <= timedelta(0):
+            return
+        with contextlib.suppress(TimeoutError):  # the timer fired: the caller sees what is due
+            await workflow.wait_condition(work, timeout=wait, timeout_summary=self._timer_summary(due))
+
+    def _next_timer(self) -> datetime | None:
+        state = self._state
+        deadlines = [state.expires_at] if state.expires_at is not None and not state.expired else []
+        check = self._next_check()
+        return min([*deadlines, check] if check else deadlines, default=None)
+
+    def _timer_summary(self, due: datetime) -> str:
+        if self._state.expires_at == due:
+            return "time-to-live: tear down"
+        return "next drift check"
+
+    def _expired(self) -> bool:
+        state = self._state
+        return state.expires_at is not None and not state.expired and workflow.now() >= state.expires_at
+
+    def _next_check(self) -> datetime | None:
+        """A check `drift.check_every` after the last check or operation, while the spec is live."""
+        state = self._state
+        if state.spec is None or state.phase is not DeploymentPhase.READY:
+            return None
+        every = state.spec.drift.check_every
+        if every <= timedelta(0):
+            return None
+        since = [t for t in (state.last.finished_at if state.last else None,) if t is not None]
+        since += [state.drift.checked_at] if state.drift is not None else []
+        return max(since, default=workflow.now()) + every
+
+    def _check_due(self) -> bool:
+        due = self._next_check()
+        return due is not None and workflow.now() >= due
+
+    def _idle_history_long(self) -> bool:
+        return self._history_too_long() or workflow.info().get_current_history_length() > MAX_IDLE_EVENTS
+
     def _history_too_long(self) -> bool:
         """The server's suggestion, as a safety net: every operation already ends its run. A run that
         has only started has nothing to shed (a server threshold below that would loop)."""
         info = workflow.info()
         return info.is_continue_as_new_suggested() and info.get_current_history_length() > MIN_EVENTS_TO_SHED
+
+    # Drift
+
+    async def _check_drift(self, spec: DeploymentSpec) -> DriftReport:
+        """Read-only: the report becomes the deployment's drift (status, UI, DeploymentDrift)."""
+        state = self._state
+        report: DriftReport = await workflow.execute_activity_method(
+            DriftActivities.check_drift,
+            CheckInput(scope=self._scope(spec), spec=spec, outputs=state.outputs, timing=spec.timing),
+            summary=f"Check {state.deployment_id} for drift (read-only)",
+            **activity_options(spec.timing),
+        )
+        self._drift(report)
+        return report
+
+    async def _scheduled_check(self) -> None:
+        """The timer's check; with `on_drift: repair` a drifted deployment is converged back."""
+        spec = self._state.spec
+        assert spec is not None
+        report = await self._check_drift(spec)
+        busy = self._pending is not None or self._down is not None
+        if (
+            report.drifted
+            and spec.drift.on_drift is OnDrift.REPAIR
+            and not busy
+            and not self._failed_before(report)
+        ):
+            self._running_spec = spec
+            self._operation = asyncio.create_task(self._repair(spec, report))
+            await self._operation
+            self._operation = self._running_spec = None
+
+    async def _repair(self, spec: DeploymentSpec, report: DriftReport) -> None:
+        """Undo in place what can be (tags, ingress rules, target registrations), then converge what
+        is missing or replaced as a change does (zero downtime, rollback of its own launches if it
+        fails), then check again: the result says what was found and what is left."""
+        self._repairing = report.items
+        self._started(Operation.REPAIR, None, DeploymentPhase.CONVERGING)
+        try:
+            fixed: RepairResult = await workflow.execute_activity_method(
+                DriftRepairActivities.repair_in_place,
+                RepairInput(scope=self._scope(spec), spec=spec, report=report, timing=spec.timing),
+                summary=f"Repair {self._state.deployment_id} in place: {len(report.items)} difference(s)",
+                **activity_options(spec.timing),
+            )
+            await self._gone_for_good(spec, fixed.left)
+            if fixed.left:  # a resource missing or to replace: what `up` does with the spec
+                # A create completing the deployment keeps what it made if it fails: its rollback
+                # would remove the whole deployment, found resources included.
+                await self._apply(spec.model_copy(update={"on_failure": OnFailure.KEEP}))
+                if self._state.spec is not None:
+                    self._state.spec = spec
+                last = self._state.last
+                if last is not None and last.outcome not in (Outcome.COMPLETED, Outcome.UNCHANGED):
+                    return  # its own result says what failed; the deployment is no worse than before
+            after = await self._check_drift(spec)
+            outcome = Outcome.FAILED if after.drifted else Outcome.COMPLETED
+            message = f"repaired {len(report.items)} difference(s)" + (
+                f"; still drifted: {after.summary()}" if after.drifted else ""
+            )
+            self._finish(Operation.REPAIR, outcome, message=message)
+        except asyncio.CancelledError:
+            if self._down is None:
+                raise
+            self._finish(Operation.REPAIR, Outcome.CANCELLED, message="stopped by `down`")
+        except ActivityError as err:
+            self._finish(
+                Operation.REPAIR, Outcome.FAILED, message=f"repair in place failed: {root_message(err)}"
+            )
+        finally:
+            self._repairing = None
+
+    async def _gone_for_good(self, spec: DeploymentSpec, left: list[DriftItem]) -> None:
+        """A NAT gateway deleted outside the deployment holds its Elastic IP until AWS has finished
+        deleting it: the create that makes it again waits for that, instead of failing on an
+        address still associated."""
+        deleting = waiting(spec.timing, spec.timing.delete_timeout_seconds)
+        for item in left:
+            if (
+                item.kind is Kind.NAT_GATEWAY
+                and item.drift is Drift.MISSING
+                and item.field is None
+                and item.id
+            ):
+                await workflow.execute_activity_method(
+                    NetworkActivities.delete_nat_gateway,
+                    DeleteInput(
+                        key=ResourceKey(scope=self._scope(spec), name=item.name),
+                        waiting=deleting,
+                        ids=[item.id],
+                    ),
+                    summary=f"Wait until AWS has deleted {item.name} ({item.id}) and freed its address",
+                    **activity_options(spec.timing, deleting),
+                )
+
+    def _failed_before(self, report: DriftReport) -> bool:
+        """The last repair of this very drift failed: it is reported, not tried again at every check
+        (each try would launch and roll back again); a changed drift or an `up` tries anew."""
+        last = self._state.last
+        failed = last is not None and last.operation is Operation.REPAIR and last.outcome is Outcome.FAILED
+        return failed and last is not None and last.repaired == report.items
+
+    def _drift(self, report: DriftReport) -> None:
+        state, before = self._state, self._state.drift
+        state.drift = report
+        if (before is not None and before.drifted) != report.drifted and self._has(
+            search_attributes.DEPLOYMENT_DRIFT
+        ):
+            workflow.upsert_search_attributes([search_attributes.DEPLOYMENT_DRIFT.value_set(report.drifted)])
+        self._show()
+
+    def _scope(self, spec: DeploymentSpec) -> Scope:
+        return Scope(deployment_id=spec.deployment_id, region=self._state.region, tags=spec.tags)
+
+    # Time-to-live
+
+    def _set_deadline(self, spec: DeploymentSpec, applied_at: datetime) -> None:
+        """A spec's `ttl` starts counting at the `up` that applied it; the same ttl again keeps the
+        deadline (`extend` moves it), a spec without one leaves it as it is."""
+        state = self._state
+        if spec.ttl is None or (state.ttl == spec.ttl and state.expires_at is not None):
+            return
+        state.ttl, state.expires_at = spec.ttl, applied_at + spec.ttl
+        self._deadline_changed()
+
+    def _deadline_changed(self) -> None:
+        if self._has(search_attributes.DEPLOYMENT_DRIFT):  # a namespace with the newer attributes
+            workflow.upsert_search_attributes(
+                [search_attributes.DEPLOYMENT_EXPIRES.value_set(self._state.expires_at)]
+            )
+        self._show()
+
+    def _has(self, key: object) -> bool:
+        return key in workflow.info().typed_search_attributes
 
     async def _apply(self, spec: DeploymentSpec) -> None:
         """One `up`: read what is live, then create, converge, or refuse; never raises for a failed
@@ -203,7 +472,7 @@ class DeploymentWorkflow:
             cancelled = is_cancelled_exception(err)
             outcome = Outcome.CANCELLED if cancelled else Outcome.FAILED
             message = "cancelled" + (" by `down`" if self._down else "") if cancelled else child_message(err)
-            if self._running is Operation.CREATE and not cancelled:
+            if self._running is Operation.CREATE and not cancelled and self._repairing is None:
                 self._state.spec = None  # rolled back (or kept for inspection): nothing in service
             self._finish(self._running or Operation.NONE, outcome, message=message)
 
@@ -215,7 +484,8 @@ class DeploymentWorkflow:
         if not live.exists:
             return await self._create(spec)
         actions = diff(spec, live)
-        refused = inapplicable(actions)  # what neither a create nor the converge applies
+        # What neither a create nor the converge applies.
+        refused = [a for a in inapplicable(actions) if not completed_by_create(a, actions)]
         if not refused and needs_create(actions):
             # An incomplete deployment (a create kept or interrupted): find-or-create completes it,
             # as long as no instance has to change too.
@@ -302,7 +572,7 @@ class DeploymentWorkflow:
                 static_summary=f"Tear down {state.deployment_id} in {region}",
             )
         except ChildWorkflowError as err:
-            message = child_message(err)
+            message = child_message(err) + (f" (started because {request.reason})" if request.reason else "")
             self._finish(Operation.TEARDOWN, Outcome.FAILED, message=message, phase=DeploymentPhase.FAILED)
             self._down_result = DownResult(
                 deployment_id=state.deployment_id, outcome=Outcome.FAILED, message=message
@@ -310,7 +580,9 @@ class DeploymentWorkflow:
             self._down = None
             return
         state.spec, state.outputs = None, None
-        self._finish(Operation.TEARDOWN, Outcome.COMPLETED, phase=DeploymentPhase.DELETED)
+        self._finish(
+            Operation.TEARDOWN, Outcome.COMPLETED, message=request.reason, phase=DeploymentPhase.DELETED
+        )
         self._down_result = DownResult(
             deployment_id=state.deployment_id, outcome=Outcome.COMPLETED, teardown=result
         )
@@ -320,7 +592,7 @@ class DeploymentWorkflow:
     def _number(self) -> int:
         return self._state.operations + 1
 
-    def _started(self, operation: Operation, child_id: str, phase: DeploymentPhase) -> None:
+    def _started(self, operation: Operation, child_id: str | None, phase: DeploymentPhase) -> None:
         self._running, self._child_id = operation, child_id
         self._phase(phase)
 
@@ -335,6 +607,8 @@ class DeploymentWorkflow:
         phase: DeploymentPhase | None = None,
     ) -> None:
         state = self._state
+        if self._repairing is not None and operation is not Operation.TEARDOWN:
+            operation = Operation.REPAIR  # a converge or create run as part of a repair
         state.last = OperationResult(
             operation=operation,
             outcome=outcome,
@@ -343,6 +617,7 @@ class DeploymentWorkflow:
             outputs=state.outputs,
             converge=converge,
             refused=refused or [],
+            repaired=self._repairing or [],
             finished_at=workflow.now(),
         )
         state.operations += 1
@@ -380,6 +655,12 @@ class DeploymentWorkflow:
             lines.append(f"- running: {self._running.value} (`{self._child_id}`)")
         if last is not None:
             lines.append(f"- last: {last.operation.value} {last.outcome.value}" + _suffix(last.message))
+        if state.drift is not None:
+            checked = f"{state.drift.checked_at:%Y-%m-%d %H:%M:%S} UTC"
+            lines.append(f"- drift (checked {checked}): {state.drift.summary()}")
+        if state.expires_at is not None:
+            verb = "expired" if state.expired else "expires"
+            lines.append(f"- {verb} {state.expires_at:%Y-%m-%d %H:%M:%S} UTC (time-to-live)")
         workflow.set_current_details("\n".join(lines))
 
 

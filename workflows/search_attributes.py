@@ -6,8 +6,6 @@ docker-compose registers them); a namespace without them still runs deployments,
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 DEPLOYMENT_ID = SearchAttributeKey.for_keyword("DeploymentId")
@@ -20,14 +18,20 @@ ALL = (DEPLOYMENT_ID, DEPLOYMENT_PHASE, DEPLOYMENT_DRIFT, DEPLOYMENT_EXPIRES)
 SERVER_TYPES = {"KEYWORD": "Keyword", "BOOL": "Bool", "DATETIME": "Datetime"}
 
 
-def at_start(deployment_id: str, phase: str, expires: datetime | None = None) -> TypedSearchAttributes:
-    pairs: list[SearchAttributePair] = [
-        SearchAttributePair(DEPLOYMENT_ID, deployment_id),
-        SearchAttributePair(DEPLOYMENT_PHASE, phase),
-    ]
-    if expires is not None:
-        pairs.append(SearchAttributePair(DEPLOYMENT_EXPIRES, expires))
-    return TypedSearchAttributes(pairs)
+def at_start(deployment_id: str, phase: str) -> TypedSearchAttributes:
+    """A standalone operation's (`deploy-<id>`): the id and the phase."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(DEPLOYMENT_ID, deployment_id), SearchAttributePair(DEPLOYMENT_PHASE, phase)]
+    )
+
+
+def for_deployment(deployment_id: str, phase: str) -> list[TypedSearchAttributes | None]:
+    """What a deployment's long-lived workflow starts with, best first: every attribute (its drift
+    false until a check finds some; the workflow sets the others only when this one is there), the id
+    and phase only (a namespace set up before drift and deadlines existed), none."""
+    basic = at_start(deployment_id, phase)
+    full = TypedSearchAttributes([*basic.search_attributes, SearchAttributePair(DEPLOYMENT_DRIFT, False)])
+    return [full, basic, None]
 
 
 def dev_server_flags() -> list[str]:

@@ -1,0 +1,211 @@
+"""Drift watched by the deployment's own workflow: a check on a durable timer (`drift.check_every`),
+then `report` (status, UI details, the DeploymentDrift search attribute, `starter.py check`) or
+`repair` (undone in place, missing resources made again by a converge or a create, checked again).
+
+The deployment's workflow on the Temporal dev server, real boto3 calls on moto; the terminated
+instance's repair runs behind the local data plane with a load loop through its ALB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio.client import Client
+
+from models.deployment import DeploymentStatus, Operation, Outcome
+from models.drift import Drift
+from models.naming import APP_SECURITY_GROUP
+from models.resources import DeploymentOutputs, Kind
+from models.spec import DeploymentSpec
+from tests.support.faults import InjectedFault
+from tests.support.inventory import inventory
+from tests.support.processes import Cli
+from tests.support.specs import fast_spec
+from tests.support.waiting import eventually
+from tests.support.workers import running_worker
+from tests.test_cli_operations import run
+from tests.test_converge import fleet
+from tests.test_dataplane import LoadLoop
+from tests.test_deployment_workflow import entity, up
+from workflows import search_attributes
+from workflows.deployment import DeploymentWorkflow
+
+EXIT_OK, EXIT_DRIFTED = 0, 5
+SSH = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+
+
+def watched(on_drift: str, **overrides: Any) -> DeploymentSpec:
+    return fast_spec(drift={"check_every": "1s", "on_drift": on_drift}, **overrides)
+
+
+def app_group(out: DeploymentOutputs) -> str:
+    return next(r.id for r in out.resources if r.kind is Kind.SECURITY_GROUP and r.name == APP_SECURITY_GROUP)
+
+
+async def status_of(client: Client, deployment_id: str) -> DeploymentStatus:
+    return await entity(client, deployment_id).query(DeploymentWorkflow.status)
+
+
+async def drift_attribute(client: Client, deployment_id: str) -> bool | None:
+    description = await entity(client, deployment_id).describe()
+    return description.typed_search_attributes.get(search_attributes.DEPLOYMENT_DRIFT)
+
+
+async def test_report_marks_the_deployment_and_changes_nothing(client: Client, worker, ec2):
+    spec = watched("report")
+    created = await up(client, worker, spec, attributes=True)
+    assert created.outputs is not None, created.message
+    group = app_group(created.outputs)
+    await asyncio.to_thread(ec2.authorize_security_group_ingress, GroupId=group, IpPermissions=[SSH])
+
+    status = await eventually(
+        lambda: status_of(client, spec.deployment_id),
+        lambda s: s.state.drift is not None and s.state.drift.drifted,
+    )
+
+    items = status.state.drift.items
+    assert [(i.name, i.id, i.drift, i.field, i.actual) for i in items] == [
+        (APP_SECURITY_GROUP, group, Drift.EXTRA, "ingress", "tcp/22 from 0.0.0.0/0")
+    ]
+    assert await eventually(lambda: drift_attribute(client, spec.deployment_id), lambda v: v is True)
+    cli = Cli(client.service_client.config.target_host, worker.task_queue)
+    checked = await run(cli, "check", spec.deployment_id, "--json")
+    assert checked.code == EXIT_DRIFTED, checked.stderr
+    assert checked.json()["drifted"] is True
+    assert [i["actual"] for i in checked.json()["items"]] == ["tcp/22 from 0.0.0.0/0"]
+    shown = await run(cli, "status", spec.deployment_id)
+    assert "drift: drifted" in shown.stdout and "extra" in shown.stdout
+    rules = await asyncio.to_thread(ec2.describe_security_groups, GroupIds=[group])
+    assert SSH["FromPort"] in [p.get("FromPort") for p in rules["SecurityGroups"][0]["IpPermissions"]]
+    assert status.state.last is not None and status.state.last.operation is Operation.CREATE  # no repair
+
+    await asyncio.to_thread(ec2.revoke_security_group_ingress, GroupId=group, IpPermissions=[SSH])
+    await eventually(
+        lambda: status_of(client, spec.deployment_id),
+        lambda s: s.state.drift is not None and not s.state.drift.drifted,
+    )
+    await eventually(lambda: drift_attribute(client, spec.deployment_id), lambda v: v is False)
+    clean = await run(cli, "check", spec.deployment_id, "--json")
+    assert clean.code == EXIT_OK and clean.json()["items"] == []
+
+
+async def repaired(client: Client, deployment_id: str, timeout: float = 60) -> DeploymentStatus:
+    """A repair ended and the check after it found the deployment clean."""
+    return await eventually(
+        lambda: status_of(client, deployment_id),
+        lambda s: (
+            s.running is None
+            and s.state.last is not None
+            and s.state.last.operation is Operation.REPAIR
+            and s.state.drift is not None
+            and not s.state.drift.drifted
+        ),
+        timeout=timeout,
+    )
+
+
+async def test_repair_undoes_a_rule_a_deregistered_target_a_removed_tag_and_a_deleted_nat(
+    client: Client, worker, ec2, elbv2
+):
+    spec = watched("repair")
+    created = await up(client, worker, spec)
+    out = created.outputs
+    assert out is not None, created.message
+    before = await asyncio.to_thread(inventory)
+    [nat] = out.nat_gateway_ids.values()
+    instance = out.instance_ids["app-1"]
+
+    def drift() -> None:
+        ec2.authorize_security_group_ingress(GroupId=app_group(out), IpPermissions=[SSH])
+        elbv2.deregister_targets(TargetGroupArn=out.target_group_arn, Targets=[{"Id": instance}])
+        ec2.delete_tags(Resources=[instance], Tags=[{"Key": "Name"}])
+        ec2.delete_nat_gateway(NatGatewayId=nat)
+        # AWS frees the gateway's address once it is deleted; moto keeps it associated forever.
+        [address] = ec2.describe_addresses(AllocationIds=list(out.elastic_ip_allocation_ids.values()))[
+            "Addresses"
+        ]
+        ec2.disassociate_address(AssociationId=address["AssociationId"])
+
+    await asyncio.to_thread(drift)
+    status = await repaired(client, spec.deployment_id)
+
+    assert status.state.last is not None and status.state.last.outcome is Outcome.COMPLETED
+    found = {(i.name, i.drift, i.field) for i in status.state.last.repaired}
+    made = {
+        (APP_SECURITY_GROUP, Drift.EXTRA, "ingress"),
+        ("tg-app", Drift.MISSING, "target"),
+        ("app-1", Drift.MISSING, "tag:Name"),
+        ("nat-ap-northeast-2a", Drift.MISSING, None),
+        ("rt-private", Drift.CHANGED, "default_route"),
+    }
+    assert found and found <= made  # a check may have caught part of it: then two repairs ran
+    after = await asyncio.to_thread(inventory)
+    [new_nat] = after["nat_gateways"]
+    assert new_nat != nat
+    assert after == {**before, "nat_gateways": {new_nat}}  # the rule added by hand is gone again
+    assert set(fleet(elbv2, ec2, out)) == set(out.instance_ids.values())  # both registered
+    tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance]}])["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags}["Name"].endswith("app-1")
+    table = ec2.describe_route_tables(RouteTableIds=list(out.route_table_ids.values())[:1])["RouteTables"][0]
+    default = next(r for r in table["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0")
+    assert default["NatGatewayId"] == new_nat and default["State"] == "active"
+    assert status.state.outputs is not None and set(status.state.outputs.nat_gateway_ids.values()) == {
+        new_nat
+    }
+
+
+async def test_a_terminated_instance_is_replaced_with_no_request_lost(client: Client, dataplane, plane_aws):
+    spec = watched("repair")
+    async with running_worker(client, plane_aws) as worker:
+        created = await up(client, worker, spec)
+        out = created.outputs
+        assert out is not None, created.message
+        url = (await asyncio.to_thread(dataplane.listener, out.alb_dns_name))["url"]
+        ec2 = plane_aws.ec2(spec.region)  # through the data plane: it sees the termination at once
+        with LoadLoop(url, limit=20000) as load:
+            await asyncio.to_thread(ec2.terminate_instances, InstanceIds=[out.instance_ids["app-1"]])
+            status = await repaired(client, spec.deployment_id, timeout=90)
+
+    assert status.state.last is not None and status.state.last.outcome is Outcome.COMPLETED
+    assert [(i.name, i.drift) for i in status.state.last.repaired] == [("app-1", Drift.MISSING)]
+    fleet_now = status.state.outputs.instance_ids if status.state.outputs else {}
+    assert fleet_now["app-0"] == out.instance_ids["app-0"] and fleet_now.keys() == {"app-0", "app-1-g1"}
+    assert [s.answer.status for s in load.sent if s.answer.status != 200] == []
+    assert {s.answer.instance_id for s in load.sent[-5:]} <= set(fleet_now.values())
+
+
+async def test_a_repair_failing_mid_way_leaves_the_deployment_no_worse(client: Client, aws, ec2, elbv2):
+    spec = watched("repair")
+    fault = InjectedFault("elbv2", "RegisterTargets", occurrences=set()).install(aws.session)
+    async with running_worker(client, aws) as worker:
+        created = await up(client, worker, spec)
+        out = created.outputs
+        assert out is not None, created.message
+        deployed = await asyncio.to_thread(inventory)
+        fault.occurrences = set(range(fault.calls + 1, fault.calls + 100))  # every later registration
+        lost = out.instance_ids["app-1"]
+        await asyncio.to_thread(ec2.terminate_instances, InstanceIds=[lost])
+        status = await eventually(
+            lambda: status_of(client, spec.deployment_id),
+            lambda s: (
+                s.running is None
+                and s.state.last is not None
+                and (s.state.last.operation, s.state.last.outcome) == (Operation.REPAIR, Outcome.FAILED)
+            ),
+            timeout=60,
+        )
+        after = await asyncio.to_thread(inventory)
+        failures = fault.failed
+        again = await eventually(  # later checks report the same drift and do not retry the repair
+            lambda: status_of(client, spec.deployment_id),
+            lambda s: s.state.drift is not None and s.state.drift.checked_at > status.state.last.finished_at,
+        )
+
+    assert failures >= 1 and fault.failed == failures
+    assert "UnauthorizedOperation" in (status.state.last.message or "")
+    assert after == {**deployed, "instances": deployed["instances"] - {lost}}  # its launch rolled back
+    assert set(fleet(elbv2, ec2, out)) == {out.instance_ids["app-0"]}  # still serving
+    assert status.state.spec is not None
+    assert again.state.drift is not None and again.state.drift.drifted
+    assert again.state.last == status.state.last
