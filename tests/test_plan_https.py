@@ -7,6 +7,7 @@ read with InspectWorkflow, as `plan` and `up` read it; then diffed against the s
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import boto3
@@ -24,11 +25,23 @@ from models.spec import DeploymentSpec
 from tests.support.faults import InjectedFault
 from tests.support.https import DOMAIN, REGION, hosted_zone, https_spec
 from tests.support.inventory import inventory
+from tests.support.processes import Cli
 from tests.support.specs import FAST_TIMING, fast_spec
+from tests.test_cli_operations import run
 from tests.test_deployment_workflow import up
 from workflows.plan import InspectWorkflow
 
 HTTPS_ROWS = {CERTIFICATE, VALIDATION_RECORD, listener(443), ALIAS_RECORD}
+EXIT_OK, EXIT_NOT_APPLICABLE = 0, 5
+
+
+async def plan(client: Client, worker: Worker, spec: DeploymentSpec, tmp_path, *assignments: str):
+    """`starter.py plan --json` of `spec` (with `--set` assignments), as an operator runs it."""
+    path = tmp_path / f"{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps(spec.model_dump(mode="json", exclude_defaults=True)))
+    cli = Cli(client.service_client.config.target_host, worker.task_queue)
+    sets = [arg for assignment in assignments for arg in ("--set", assignment)]
+    return await run(cli, "plan", "--spec", str(path), *sets, "--json")
 
 
 async def inspect(client: Client, worker: Worker, spec: DeploymentSpec) -> LiveDeployment:
@@ -109,10 +122,16 @@ async def test_a_record_changed_outside_reads_as_missing(client, worker):
     assert actions[CERTIFICATE].action is Action.UNCHANGED
 
 
-async def test_up_scales_out_a_live_https_deployment_and_refuses_a_new_domain_saying_why(client, worker):
+async def test_up_scales_out_a_live_https_deployment_and_refuses_a_new_domain_saying_why(
+    client, worker, tmp_path
+):
     """Read as missing, the HTTPS rows made every change a create, and a create with instances to
     change was refused: a scale-out of an HTTPS deployment converges now."""
     _, spec = await deployed(client, worker)
+    unchanged = await plan(client, worker, spec, tmp_path)
+    assert unchanged.code == EXIT_OK, unchanged.stderr
+    assert {a["action"] for a in unchanged.json()["actions"]} == {"unchanged"}
+    assert {a["name"] for a in unchanged.json()["actions"]} >= HTTPS_ROWS
     before = inventory()
 
     renamed = await up(client, worker, with_https(spec, domain="www.example.com"))
@@ -122,6 +141,17 @@ async def test_up_scales_out_a_live_https_deployment_and_refuses_a_new_domain_sa
     assert "a certificate's domain cannot change" in renamed.message
     assert {a.kind for a in renamed.refused} == {Kind.CERTIFICATE, Kind.DNS_RECORD}
     assert inventory() == before
+    changed_by_plan = await plan(client, worker, spec, tmp_path, "https.domain=www.example.com")
+    assert changed_by_plan.code == EXIT_NOT_APPLICABLE, changed_by_plan.stderr
+    assert "`up` would refuse this" in changed_by_plan.stderr
+    assert "a certificate's domain cannot change" in changed_by_plan.stderr
+    assert {
+        a["name"]: a["action"] for a in changed_by_plan.json()["actions"] if a["action"] != "unchanged"
+    } == {
+        CERTIFICATE: "replace",
+        VALIDATION_RECORD: "replace",
+        ALIAS_RECORD: "replace",
+    }
 
     grown = await up(
         client, worker, spec.model_copy(update={"instances": spec.instances.model_copy(update={"count": 3})})
