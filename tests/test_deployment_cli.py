@@ -20,6 +20,7 @@ from models.deployment import DeploymentState, Operation, workflow_id
 from tests.support.held_health import HeldHealth
 from tests.support.inventory import inventory
 from tests.support.processes import Cli, Finished
+from tests.support.servers import DurableTemporal, free_port
 from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
 from tests.test_cli_operations import run, spec_file
@@ -27,7 +28,7 @@ from tests.test_deployment_workflow import entity
 from workflows import search_attributes
 from workflows.deployment import DeploymentWorkflow
 
-EXIT_OK, EXIT_NOT_APPLICABLE = 0, 5
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_APPLICABLE = 0, 2, 5
 
 
 async def test_up_adopts_a_standalone_deployment_then_status_outputs_and_down_follow_it(
@@ -212,3 +213,19 @@ async def test_list_shows_deployment_workflows_and_standalone_runs_once_and_filt
     finally:
         for handle in handles:
             await handle.terminate("test: listed, never run")
+
+
+def test_list_on_a_namespace_without_the_search_attributes_says_how_to_register_them(tmp_path):
+    server = DurableTemporal(tmp_path / "temporal.db", free_port())  # no --search-attribute flags
+    server.start()
+    try:
+        cli = Cli(server.address, f"bare-{uuid.uuid4().hex[:8]}")
+        listed = cli.run("list", "--json")
+        assert listed.code == EXIT_OK and listed.json() == {"deployments": []}, listed.stderr
+        for flags in (["--drifted"], ["--phase", "ready"]):
+            refused = cli.run("list", *flags)
+            assert refused.code == EXIT_BAD_INPUT, (flags, refused.stderr)
+            assert "register the DeploymentPhase and DeploymentDrift search attributes" in refused.stderr
+            assert "docs/temporal-connection.md" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        server.stop()
