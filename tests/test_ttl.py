@@ -19,14 +19,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities import AwsClients
 from models.deployment import DeploymentPhase, DeploymentState, Operation, Outcome
+from tests.support.faults import InjectedFault
 from tests.support.inventory import added, inventory
 from tests.support.processes import Cli
 from tests.support.servers import DurableTemporal, free_port
 from tests.support.specs import FAST_TIMING, fast_spec
+from tests.support.waiting import eventually
+from tests.support.workers import running_worker
 from tests.test_cli_operations import run
 from tests.test_deployment_workflow import entity, up
-from workflows import search_attributes
 from worker import build_worker
+from workflows import search_attributes
 from workflows.deployment import DeploymentWorkflow
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_APPLICABLE = 0, 2, 5
@@ -119,3 +122,31 @@ async def test_the_deadline_survives_a_worker_and_a_server_restart(tmp_path: Pat
         assert await asyncio.to_thread(inventory) == before
     finally:
         server.stop()
+
+
+async def test_a_teardown_the_deadline_started_that_cannot_finish_reports_by_id(client: Client, aws):
+    spec = fast_spec(ttl="1s")
+    fault = InjectedFault("elbv2", "DeleteLoadBalancer").install(aws.session)
+    async with running_worker(client, aws) as worker:
+        created = await up(client, worker, spec)
+        out = created.outputs
+        assert out is not None, created.message
+        status = await eventually(
+            lambda: entity(client, spec.deployment_id).query(DeploymentWorkflow.status),
+            lambda s: s.state.last is not None and s.state.last.operation is Operation.TEARDOWN,
+            timeout=60,
+        )
+        last = status.state.last
+        assert (last.outcome, status.state.phase, status.state.expired) == (
+            Outcome.FAILED,
+            DeploymentPhase.FAILED,
+            True,
+        )
+        assert out.load_balancer_arn in (last.message or "") and "time-to-live ended" in (last.message or "")
+        assert fault.failed >= 1
+
+        fault.occurrences = set()  # the operator fixes what blocked it, then `down` finishes the job
+        cli = Cli(client.service_client.config.target_host, worker.task_queue)
+        done = await run(cli, "down", spec.deployment_id, "--json")
+    assert done.code == EXIT_OK, done.stderr
+    assert out.load_balancer_arn not in (await asyncio.to_thread(inventory))["load_balancers"]
