@@ -51,7 +51,8 @@ EXIT_BAD_INPUT = 2
 EXIT_PAUSED = 3
 EXIT_UNKNOWN_DEPLOYMENT = 4
 EXIT_NOT_APPLICABLE = 5
-"""`up` cannot apply the change to the live deployment yet (it only creates); nothing was changed."""
+"""Nothing was changed: `up` cannot apply the change to the live deployment (neither a create nor the
+converge applies it), or another operation of the deployment runs."""
 POLL_SECONDS = 0.5
 QUERY_TIMEOUT = timedelta(seconds=10)
 INSPECT_TIMEOUT = timedelta(minutes=2)
