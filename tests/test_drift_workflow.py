@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from models.deployment import DeploymentStatus, Operation, Outcome
 from models.drift import Drift
-from models.naming import APP_SECURITY_GROUP
+from models.naming import APP_SECURITY_GROUP, DEPLOYMENT_TAG
 from models.resources import DeploymentOutputs, Kind
 from models.spec import DeploymentSpec
 from tests.support.faults import InjectedFault
@@ -209,3 +209,26 @@ async def test_a_repair_failing_mid_way_leaves_the_deployment_no_worse(client: C
     assert status.state.spec is not None
     assert again.state.drift is not None and again.state.drift.drifted
     assert again.state.last == status.state.last
+
+
+async def test_a_resource_that_lost_the_deployment_tag_is_reported_not_twinned(client: Client, worker, ec2):
+    spec = watched("repair")
+    created = await up(client, worker, spec)
+    out = created.outputs
+    assert out is not None, created.message
+    subnet = out.private_subnet_ids["ap-northeast-2a"]
+    await asyncio.to_thread(ec2.delete_tags, Resources=[subnet], Tags=[{"Key": DEPLOYMENT_TAG}])
+    before = await asyncio.to_thread(inventory)
+
+    status = await eventually(
+        lambda: status_of(client, spec.deployment_id),
+        lambda s: (
+            s.running is None and s.state.last is not None and s.state.last.operation is Operation.REPAIR
+        ),
+    )
+
+    assert status.state.last.outcome is Outcome.FAILED
+    assert f"{subnet} lost the {DEPLOYMENT_TAG} tag" in (status.state.last.message or "")
+    assert await asyncio.to_thread(inventory) == before  # no second subnet, nothing else touched
+    tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [subnet]}])["Tags"]
+    assert DEPLOYMENT_TAG not in {t["Key"] for t in tags}

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from models.diff import Action, describe, diff, inapplicable
     from models.drift import CheckInput, Drift, DriftItem, DriftReport, RepairInput, RepairResult
     from models.live import InspectInput, LiveDeployment
+    from models.naming import DEPLOYMENT_TAG
     from models.progress import DeploymentProgress, Phase
     from models.resources import (
         DeleteInput,
@@ -369,6 +370,14 @@ class DeploymentWorkflow:
                 summary=f"Repair {self._state.deployment_id} in place: {len(report.items)} difference(s)",
                 **activity_options(spec.timing),
             )
+            untagged = sorted({i.id or i.name for i in fixed.left if i.field == f"tag:{DEPLOYMENT_TAG}"})
+            if untagged:  # read by tags, they would look missing and get twins
+                message = (
+                    f"{', '.join(untagged)} lost the {DEPLOYMENT_TAG} tag: the workflow finds its "
+                    "resources by it, and changes only what carries it. Put the tag back by hand (value "
+                    f"{spec.deployment_id}); the next check repairs the rest"
+                )
+                return self._finish(Operation.REPAIR, Outcome.FAILED, message=message)
             await self._gone_for_good(spec, fixed.left)
             if fixed.left:  # a resource missing or to replace: what `up` does with the spec
                 # A create completing the deployment keeps what it made if it fails: its rollback
