@@ -424,8 +424,13 @@ async def query_progress(handle: WorkflowHandle) -> DeploymentProgress | None:
 # status, cancel, list
 
 
-async def deployment_handle(client: Client, deployment_id: str) -> tuple[WorkflowHandle, Any]:
-    handle = client.get_workflow_handle_for(DeployWorkflow.run, deploy_workflow_id(deployment_id))
+async def deployment_handle(
+    client: Client, deployment_id: str, workflow_id: str | None = None
+) -> tuple[WorkflowHandle, Any]:
+    """The deployment's standalone run, or `workflow_id` (the operation its long-lived workflow runs)."""
+    handle = client.get_workflow_handle_for(
+        DeployWorkflow.run, workflow_id or deploy_workflow_id(deployment_id)
+    )
     description = await describe(handle)
     if description is None:
         raise UserError(
@@ -436,10 +441,10 @@ async def deployment_handle(client: Client, deployment_id: str) -> tuple[Workflo
     return handle, description
 
 
-async def status(deployment_id: str, as_json: bool) -> int:
+async def status(deployment_id: str, as_json: bool, workflow_id: str | None = None) -> int:
     output = Output(as_json)
     client = await connect()
-    handle, description = await deployment_handle(client, deployment_id)
+    handle, description = await deployment_handle(client, deployment_id, workflow_id)
     state = description.status.name if description.status else "UNKNOWN"
     payload: dict[str, Any] = {
         "deployment_id": deployment_id,

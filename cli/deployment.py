@@ -341,7 +341,9 @@ async def status(deployment_id: str, as_json: bool) -> int:
     client = await connect()
     current = await ready_state(client, deployment_id)
     if current is None or current.state.outputs is None:
-        return await commands.status(deployment_id, as_json)
+        found = await running_operation(client, deployment_id)
+        child = found[1].child_workflow_id if found else None  # a change running, or paused
+        return await commands.status(deployment_id, as_json, child)
     output = Output(as_json)
     state, outputs = current.state, current.state.outputs
     entity_id = workflow_id(deployment_id)

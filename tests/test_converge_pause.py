@@ -133,6 +133,9 @@ async def test_up_of_a_change_pauses_with_exit_3_and_rollback_addresses_the_conv
     assert up.json()["status"] == "PAUSED" and "injected by the test" in up.json()["error"]
     assert up.json()["progress"]["failed_step"] == "app-2-g1"
     assert f"starter.py rollback {deployment_id}" in up.stderr and "Traceback" not in up.stderr
+    shown = await run(cli, "status", deployment_id, "--json")
+    assert shown.json()["status"] == "PAUSED" and shown.json()["workflow_id"].startswith("converge-")
+    assert shown.json()["progress"]["failed_step"] == "app-2-g1"
 
     rollback = await run(cli, "rollback", deployment_id, "--json")
 
