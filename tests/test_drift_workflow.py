@@ -9,9 +9,10 @@ instance's repair runs behind the local data plane with a load loop through its 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateStage
 
 from models.deployment import DeploymentStatus, Operation, Outcome
 from models.drift import Drift
@@ -25,7 +26,7 @@ from tests.support.specs import fast_spec
 from tests.support.waiting import eventually
 from tests.support.workers import running_worker
 from tests.test_cli_operations import run
-from tests.test_converge import fleet
+from tests.test_converge import changed, fleet
 from tests.test_dataplane import LoadLoop
 from tests.test_deployment_workflow import entity, up
 from workflows import search_attributes
@@ -232,3 +233,36 @@ async def test_a_resource_that_lost_the_deployment_tag_is_reported_not_twinned(c
     assert await asyncio.to_thread(inventory) == before  # no second subnet, nothing else touched
     tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [subnet]}])["Tags"]
     assert DEPLOYMENT_TAG not in {t["Key"] for t in tags}
+
+
+class HeldCheck:
+    """Once armed, the next DescribeTargetHealth (a drift check's last read) waits until released."""
+
+    def __init__(self, session: Any) -> None:
+        self.armed, self.entered, self.release = False, threading.Event(), threading.Event()
+        session.events.register("before-call.elbv2.DescribeTargetHealth", self._hold)
+
+    def _hold(self, **_: Any) -> None:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            self.release.wait(timeout=30)
+
+
+async def test_an_up_accepted_during_a_scheduled_check_runs_once_the_check_ends(client: Client, aws):
+    spec = watched("report")
+    held = HeldCheck(aws.session)
+    async with running_worker(client, aws) as worker:
+        created = await up(client, worker, spec)
+        assert created.outcome is Outcome.COMPLETED, created.message
+        held.armed = True
+        assert await asyncio.to_thread(held.entered.wait, 30)
+        handle = entity(client, spec.deployment_id)
+        update = await handle.start_update(
+            DeploymentWorkflow.up, changed(spec, count=3), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        held.release.set()
+        grown = await update.result()
+
+    assert (grown.operation, grown.outcome) == (Operation.CONVERGE, Outcome.COMPLETED), grown.message
+    assert grown.outputs is not None and len(grown.outputs.instance_ids) == 3

@@ -77,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
 MIN_EVENTS_TO_SHED = 10
 MAX_IDLE_EVENTS = 1000
 """Drift checks add a few events each to a run that waits between operations: past this many, the
-run continues as new after its next check (about a day of ten-minute checks)."""
+run continues as new after its next check (most of a day of ten-minute checks)."""
 DRIFT_AND_TTL = "drift-checks-and-ttl"
 """The patch that gave the idle run loop its timers (drift checks, time-to-live): runs recorded before
 it waited for an update only, and replay so."""
@@ -254,8 +254,8 @@ class DeploymentWorkflow:
                 )
             elif self._down is None and self._check_due():
                 await self._scheduled_check()
-                if self._pending is None and self._down is None and not self._idle_history_long():
-                    continue
+                if self._down is None and (self._pending is not None or not self._idle_history_long()):
+                    continue  # an `up` accepted during the check runs next, in this run
             if self._down is not None:
                 if self._pending is not None:  # accepted in the same moment as `down`
                     self._finish(Operation.NONE, Outcome.CANCELLED, message="`down` came first")
