@@ -202,6 +202,7 @@ async def test_a_change_no_operation_can_apply_is_rejected_or_refused_with_nothi
     assert created.outcome is Outcome.COMPLETED
     deployed = await asyncio.to_thread(inventory)
     handle = entity(client, spec.deployment_id)
+    await handle.query(DeploymentWorkflow.status)  # the continued run has taken its first task
     events_before = len((await handle.fetch_history()).events)
 
     moved = spec.model_copy(
