@@ -12,11 +12,11 @@ demo: install
 
 ## Run the whole test suite (real Temporal dev server, real boto3 calls against a moto server).
 test: install
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 3 $(PYTEST_ARGS)
 
 ## The large reliability batches (crash runs, transient storm), outside the CI budget.
 soak: install
-	$(PY) -m pytest -n 2 -m soak $(PYTEST_ARGS)
+	$(PY) -m pytest -n 3 -m soak $(PYTEST_ARGS)
 
 ## Real AWS, opt-in (never run by `make test` or CI): deploy, check, tear down, compare with the model.
 ## Needs AWS credentials, a Temporal server and a running worker.py; see README.md.
