@@ -12,6 +12,7 @@ import asyncio
 import threading
 from typing import Any
 
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowUpdateStage
 
 from models.deployment import DeploymentStatus, Operation, Outcome
@@ -70,6 +71,11 @@ async def test_report_marks_the_deployment_and_changes_nothing(client: Client, w
         (APP_SECURITY_GROUP, group, Drift.EXTRA, "ingress", "tcp/22 from 0.0.0.0/0")
     ]
     assert await eventually(lambda: drift_attribute(client, spec.deployment_id), lambda v: v is True)
+    metadata = await entity(client, spec.deployment_id).query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    details = metadata.current_details
+    assert "drift (checked" in details and "extra ingress: tcp/22" in details
     cli = Cli(client.service_client.config.target_host, worker.task_queue)
     checked = await run(cli, "check", spec.deployment_id, "--json")
     assert checked.code == EXIT_DRIFTED, checked.stderr
