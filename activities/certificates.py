@@ -80,6 +80,16 @@ class CertificateActivities:
                     found.append((summary, tags.get("Tags", [])))
         return found
 
+    def owned_if_readable(self, scope: Scope) -> list[tuple[dict[str, Any], list[dict]]]:
+        """`owned`, or none for an identity without ACM permissions (a policy from before HTTPS): it
+        requested no certificate with this tool either, so an HTTP deployment's read goes on."""
+        try:
+            return self.owned(scope)
+        except ClientError as err:
+            if client_error_code(err) == "AccessDeniedException":
+                return []
+            raise
+
     def _find(self, key: ResourceKey, domain: str | None = None) -> list[str]:
         return [
             summary["CertificateArn"]

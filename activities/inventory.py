@@ -126,14 +126,7 @@ class InventoryActivities:
     def _certificates(self, scope: Scope) -> list[Resource]:
         """The certificates the deployment requested, and each one's validation record in its zone."""
         certificates = CertificateActivities(self._aws)
-        try:
-            owned = certificates.owned(scope)
-        except ClientError as err:
-            # An identity without ACM permissions (a policy from before HTTPS) requested no
-            # certificate with this tool either: an HTTP deployment's `down` goes on without.
-            if client_error_code(err) == "AccessDeniedException":
-                return []
-            raise
+        owned = certificates.owned_if_readable(scope)
         found = []
         for summary, tags in owned:
             arn = summary["CertificateArn"]

@@ -32,14 +32,7 @@ def certificates(aws: AwsClients, scope: Scope) -> list[LiveResource]:
     Only a certificate a retried request would take again (pending validation or issued) is part of
     the deployment: a failed or revoked one is never used again, and `down` deletes it."""
     reader = CertificateActivities(aws)
-    try:
-        owned = reader.owned(scope)
-    except ClientError as err:
-        # An identity without ACM permissions (a policy from before HTTPS) requested no certificate
-        # with this tool: an HTTP deployment's read goes on without.
-        if client_error_code(err) == "AccessDeniedException":
-            return []
-        raise
+    owned = reader.owned_if_readable(scope)
     found = []
     for summary, tags in owned:
         if summary.get("Status") not in REUSABLE:
