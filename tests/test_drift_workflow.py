@@ -12,6 +12,7 @@ import asyncio
 import threading
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowUpdateStage
 
@@ -272,3 +273,30 @@ async def test_an_up_accepted_during_a_scheduled_check_runs_once_the_check_ends(
 
     assert (grown.operation, grown.outcome) == (Operation.CONVERGE, Outcome.COMPLETED), grown.message
     assert grown.outputs is not None and len(grown.outputs.instance_ids) == 3
+
+
+async def idle_timers(client: Client, deployment_id: str) -> list[str]:
+    """The timers the deployment's current run started while it waits (their summaries)."""
+    handle = entity(client, deployment_id)
+    await handle.query(DeploymentWorkflow.status)  # the run has taken its first task
+    history = await handle.fetch_history()
+    return [
+        event.user_metadata.summary.data.decode()
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+
+
+async def test_checks_wait_on_a_durable_timer_and_check_every_0_turns_them_off(client: Client, worker):
+    other_ranges = [
+        {"cidr": "172.31.160.0/20", "availability_zone": "ap-northeast-2a"},
+        {"cidr": "172.31.176.0/20", "availability_zone": "ap-northeast-2c"},
+    ]
+    watched_spec = fast_spec()
+    unwatched = fast_spec(drift={"check_every": 0}, private_subnets=other_ranges)
+    for spec in (watched_spec, unwatched):
+        created = await up(client, worker, spec)
+        assert created.outcome is Outcome.COMPLETED, created.message
+
+    assert await idle_timers(client, watched_spec.deployment_id) == ['"next drift check"']
+    assert await idle_timers(client, unwatched.deployment_id) == []
