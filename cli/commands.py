@@ -232,8 +232,7 @@ def plan_change(
         return EXIT_BAD_INPUT
     if refused:
         output.note(
-            "[bold yellow]`up` would refuse this:[/] "
-            + refusal(spec.deployment_id, live.region, actions, refused)
+            "[bold yellow]`up` would refuse this:[/] " + refusal(spec.deployment_id, live.region, refused)
         )
         return EXIT_NOT_APPLICABLE
     counts = Counter(a.action.value for a in actions if a.action is not Action.UNCHANGED)

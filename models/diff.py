@@ -1,7 +1,8 @@
 """The desired-vs-live diff: per resource (by logical name), what changing to the spec takes.
 
-Pure functions over the spec and `LiveDeployment`, shared by `plan` (which prints them) and `up`
-(which refuses what the workflow cannot apply yet: today it only creates what is missing).
+Pure functions over the spec and `LiveDeployment`, shared by `plan` (which prints them), `up` (which
+applies them: the find-or-create makes what is missing, the converge changes the rest it can, and
+what neither applies is refused before anything starts) and the drift check.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ class Action(StrEnum):
 
 
 APPLIED_BY_UP = {Action.CREATE, Action.UNCHANGED}
-"""What today's find-or-create workflow applies; anything else `up` refuses before it starts (until it
-runs the converge too: `applicable` and `inapplicable` say what that adds)."""
+"""What the find-or-create deployment applies; `applicable` adds what the converge changes."""
 
 
 class FieldChange(BaseModel):
@@ -248,11 +248,6 @@ def deployment_refusals(spec: DeploymentSpec, live: LiveDeployment) -> list[Reso
     return [ResourceAction(name=DEPLOYMENT, kind=None, action=Action.REFUSED, changes=changes, reason=reason)]
 
 
-def blocking(actions: list[ResourceAction]) -> list[ResourceAction]:
-    """The actions `up` cannot apply today."""
-    return [action for action in actions if action.action not in APPLIED_BY_UP]
-
-
 CONVERGE_APPLIES: dict[Kind, set[Action]] = {
     Kind.INSTANCE: {Action.CREATE, Action.DELETE, Action.REPLACE},
     Kind.SECURITY_GROUP: {Action.UPDATE},
@@ -307,28 +302,17 @@ def describe(action: ResourceAction) -> str:
     )
 
 
-def refusal(
-    deployment_id: str,
-    live_region: str,
-    actions: list[ResourceAction],
-    refused: list[ResourceAction] | None = None,
-) -> str:
-    """`up`'s one paragraph: what it cannot apply (`refused`, as `inapplicable` names it; default: what
-    a create cannot), and what the user can do now."""
-    applies = "neither a create nor the converge applies"
-    if refused is None:  # `up` before the deployment's workflow: it only created
-        refused, applies = blocking(actions), "it only creates what is missing"
+def refusal(deployment_id: str, live_region: str, refused: list[ResourceAction]) -> str:
+    """`plan`'s one paragraph on what `up` would refuse (`refused`, as `inapplicable` names it), and
+    what the user can do now."""
     listed = "; ".join(describe(action) for action in refused)
     rebuild = f"'starter.py down {deployment_id}" + (
         f" --region {live_region}'" if any(c.field == "region" for a in refused for c in a.changes) else "'"
     )
-    running = sum(1 for a in actions if a.kind is Kind.INSTANCE and a.action is not Action.CREATE)
-    scale_in = any(a.kind is Kind.INSTANCE and a.action is Action.DELETE for a in refused)
-    keep = f"instances.count={running} as live now; " if scale_in else ""
     return (
-        f"up cannot apply this change to the live deployment {deployment_id} yet: {applies}, and the "
-        f"spec also asks for: {listed}. Nothing was changed. Either keep the "
-        f"current values ({keep}'starter.py plan' shows what differs), or run "
-        f"{rebuild} and then 'starter.py up' with the new spec, which rebuilds the deployment (a new "
-        "ALB DNS name, and no service in between)."
+        f"up cannot apply this change to the live deployment {deployment_id} yet: neither a create nor "
+        f"the converge applies, and the spec also asks for: {listed}. Nothing was changed. Either keep "
+        f"the current values ('starter.py plan' shows what differs), or run {rebuild} and then "
+        "'starter.py up' with the new spec, which rebuilds the deployment (a new ALB DNS name, and no "
+        "service in between)."
     )

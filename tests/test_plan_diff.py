@@ -17,7 +17,6 @@ from models.diff import (
     Action,
     ResourceAction,
     applicable,
-    blocking,
     desired,
     diff,
     inapplicable,
@@ -57,13 +56,13 @@ def spec_with(**overrides: Any) -> DeploymentSpec:
 def test_the_same_spec_changes_nothing():
     spec = DeploymentSpec()
     actions = diff(spec, live_of(spec))
-    assert {a.action for a in actions} == {Action.UNCHANGED} and blocking(actions) == []
+    assert {a.action for a in actions} == {Action.UNCHANGED} and inapplicable(actions) == []
 
 
 def test_scale_out_creates_the_new_instances_only():
     actions = changed(diff(spec_with(instances={"count": 4}), live_of(DeploymentSpec())))
     assert {name: a.action for name, a in actions.items()} == {"app-2": Action.CREATE, "app-3": Action.CREATE}
-    assert blocking(list(actions.values())) == []
+    assert inapplicable(list(actions.values())) == []
 
 
 def test_scale_in_deletes_the_instances_beyond_the_count():
@@ -269,11 +268,11 @@ def test_nothing_live_is_all_creates():
 
 
 def test_refusal_lists_each_action_and_what_to_do():
-    actions = diff(spec_with(instances={"count": 1}), live_of(DeploymentSpec()))
-    message = refusal("web", "ap-northeast-2", actions)
-    assert "app-1 delete" in message and "Nothing was changed" in message
+    moved = spec_with(load_balancer={"listener_port": 8080})
+    refused = inapplicable(diff(moved, live_of(DeploymentSpec())))
+    message = refusal("web", "ap-northeast-2", refused)
+    assert "listener-80 delete" in message and "Nothing was changed" in message
     assert "'starter.py down web'" in message and "keep the current values" in message
-    assert "instances.count=2 as live now" in message
 
 
 def test_live_cost_counts_what_runs():
