@@ -29,11 +29,11 @@ from activities.errors import aws_errors, client_error_code
 from activities.live import (
     LIVE_INSTANCE_STATES,
     LIVE_NAT_STATES,
-    _route_table,
-    _security_group,
-    _subnet,
-    _target_group_settings,
     read_live,
+    route_table_resource,
+    security_group_resource,
+    subnet_resource,
+    target_group_settings,
 )
 from activities.live_https import listener_facts
 from activities.tags import tag_value, tags_for
@@ -129,7 +129,7 @@ class DriftActivities:
         ec2, elbv2 = self._aws.ec2(scope.region), self._aws.elbv2(scope.region)
         match kind:
             case Kind.SUBNET:
-                return _subnet(_one(ec2.describe_subnets(SubnetIds=[resource_id]), "Subnets")), None
+                return subnet_resource(_one(ec2.describe_subnets(SubnetIds=[resource_id]), "Subnets")), None
             case Kind.ELASTIC_IP:
                 _one(ec2.describe_addresses(AllocationIds=[resource_id]), "Addresses")
                 return LiveResource(kind=kind, name=resource_id, id=resource_id), None
@@ -137,10 +137,10 @@ class DriftActivities:
                 return _nat(ec2, resource_id)
             case Kind.ROUTE_TABLE:
                 table = _one(ec2.describe_route_tables(RouteTableIds=[resource_id]), "RouteTables")
-                return _route_table(table, {}), None
+                return route_table_resource(table, {}), None
             case Kind.SECURITY_GROUP:
                 group = _one(ec2.describe_security_groups(GroupIds=[resource_id]), "SecurityGroups")
-                return _security_group(group, {}), None
+                return security_group_resource(group, {}), None
             case Kind.INSTANCE:
                 return _instance(ec2, resource_id, port)
             case Kind.TARGET_GROUP:
@@ -253,7 +253,7 @@ def _instance(ec2: Any, instance_id: str, app_port: str | None) -> Found:
 
 def _target_group(elbv2: Any, arn: str) -> LiveResource:
     group = _one(elbv2.describe_target_groups(TargetGroupArns=[arn]), "TargetGroups")
-    facts = {"port": str(group["Port"]), **_target_group_settings(elbv2, group)}
+    facts = {"port": str(group["Port"]), **target_group_settings(elbv2, group)}
     return LiveResource(kind=Kind.TARGET_GROUP, name=arn, id=arn, facts=facts)
 
 

@@ -32,7 +32,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, is_not_found
-from activities.security_groups import _authorize, _has_rule
+from activities.security_groups import authorize, has_rule
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats
 from models import naming
@@ -239,9 +239,9 @@ class _Repair:
             )
         else:
             rule = IngressRule(port=wanted.port, cidr=wanted.source, description=wanted.description)
-        if not _has_rule(group.get("IpPermissions", []), rule):
+        if not has_rule(group.get("IpPermissions", []), rule):
             key = ResourceKey(scope=self._scope, name=names[group["GroupId"]])
-            _authorize(self._ec2, group["GroupId"], rule, key)  # a duplicate counts as done
+            authorize(self._ec2, group["GroupId"], rule, key)  # a duplicate counts as done
         return True
 
     # Targets

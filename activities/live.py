@@ -52,7 +52,7 @@ def read_live(aws: AwsClients, scope: Scope) -> LiveDeployment:
         for items, field in ((subnets, "SubnetId"), (groups, "GroupId"), (nats, "NatGatewayId"))
         for item in items
     }
-    found = [_subnet(s) for s in subnets]
+    found = [subnet_resource(s) for s in subnets]
     found += [
         LiveResource(kind=Kind.ELASTIC_IP, name=_name(a, a["AllocationId"]), id=a["AllocationId"])
         for a in all_owned(ec2.describe_addresses(Filters=scope_filters(scope))["Addresses"], scope)
@@ -62,8 +62,8 @@ def read_live(aws: AwsClients, scope: Scope) -> LiveDeployment:
         for n in nats
     ]
     tables = all_owned(ec2.describe_route_tables(Filters=scope_filters(scope))["RouteTables"], scope)
-    found += [_route_table(t, names) for t in tables]
-    found += [_security_group(g, names) for g in groups]
+    found += [route_table_resource(t, names) for t in tables]
+    found += [security_group_resource(g, names) for g in groups]
     balancing = _load_balancing(aws, scope)
     group = next((r for r in balancing if r.kind is Kind.TARGET_GROUP), None)
     found += _instances(ec2, scope, group.facts["port"] if group else None)
@@ -90,7 +90,7 @@ def _is_default(ec2: Any, vpc_id: str | None) -> bool | None:
     return bool(vpcs and vpcs[0].get("IsDefault"))
 
 
-def _subnet(subnet: dict[str, Any]) -> LiveResource:
+def subnet_resource(subnet: dict[str, Any]) -> LiveResource:
     return LiveResource(
         kind=Kind.SUBNET,
         name=_name(subnet, subnet["SubnetId"]),
@@ -99,7 +99,7 @@ def _subnet(subnet: dict[str, Any]) -> LiveResource:
     )
 
 
-def _route_table(table: dict[str, Any], names: dict[str, str]) -> LiveResource:
+def route_table_resource(table: dict[str, Any], names: dict[str, str]) -> LiveResource:
     default = next((r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == DEFAULT_ROUTE), {})
     subnets = sorted(
         names.get(a["SubnetId"], a["SubnetId"]) for a in table.get("Associations", []) if a.get("SubnetId")
@@ -113,7 +113,7 @@ def _route_table(table: dict[str, Any], names: dict[str, str]) -> LiveResource:
     )
 
 
-def _security_group(group: dict[str, Any], names: dict[str, str]) -> LiveResource:
+def security_group_resource(group: dict[str, Any], names: dict[str, str]) -> LiveResource:
     rules = []
     for permission in group.get("IpPermissions", []):
         port = f"{permission.get('IpProtocol')}/{permission.get('FromPort')}"
@@ -153,7 +153,7 @@ def _instances(ec2: Any, scope: Scope, app_port: str | None) -> list[LiveResourc
     ]
 
 
-def _target_group_settings(elbv2: Any, group: dict[str, Any]) -> dict[str, str]:
+def target_group_settings(elbv2: Any, group: dict[str, Any]) -> dict[str, str]:
     """The settings a converge changes in place (models/resources.py `TargetGroupSettings`)."""
     attributes = elbv2.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])["Attributes"]
     delay = next((a["Value"] for a in attributes if a["Key"] == DEREGISTRATION_DELAY), None)
@@ -173,7 +173,7 @@ def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
     group = find_by_name(elbv2, TARGET_GROUPS, target_group_name(scope.deployment_id))
     group_tags = tags_of(elbv2, group["TargetGroupArn"]) if group is not None else []
     if group is not None and owned_by(group_tags, scope):
-        facts = {"port": str(group["Port"]), **_target_group_settings(elbv2, group)}
+        facts = {"port": str(group["Port"]), **target_group_settings(elbv2, group)}
         name = tag_value(group_tags, RESOURCE_TAG) or TARGET_GROUP
         found.append(LiveResource(kind=Kind.TARGET_GROUP, name=name, id=group["TargetGroupArn"], facts=facts))
     balancer = find_by_name(elbv2, LOAD_BALANCERS, load_balancer_name(scope.deployment_id))

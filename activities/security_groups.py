@@ -54,10 +54,10 @@ class SecurityGroupActivities:
             group_id = group["GroupId"]
             permissions = group.get("IpPermissions", [])
         for rule in request.ingress:
-            if not _has_rule(permissions, rule):
+            if not has_rule(permissions, rule):
                 # The group, and a rule's source group, may be seconds old.
                 until_visible(
-                    lambda r=rule: _authorize(create, group_id, r, key), f"security group {group_id}"
+                    lambda r=rule: authorize(create, group_id, r, key), f"security group {group_id}"
                 )
         return Resource(kind=Kind.SECURITY_GROUP, name=key.name, id=group_id)
 
@@ -87,7 +87,7 @@ class SecurityGroupActivities:
         for rule in request.add:
             ingress = IngressRule(port=rule.port, cidr=rule.cidr, description="HTTP(S) to the ALB")
             until_visible(
-                lambda r=ingress: _authorize(create, request.group_id, r, key),
+                lambda r=ingress: authorize(create, request.group_id, r, key),
                 f"security group {request.group_id}",
             )
         ec2 = self._aws.ec2(key.scope.region)
@@ -133,7 +133,7 @@ def _permission(rule: IngressRule) -> dict[str, Any]:
     return permission
 
 
-def _has_rule(permissions: list[dict[str, Any]], rule: IngressRule) -> bool:
+def has_rule(permissions: list[dict[str, Any]], rule: IngressRule) -> bool:
     for permission in permissions:
         if permission.get("IpProtocol") != "tcp" or permission.get("FromPort") != rule.port:
             continue
@@ -144,7 +144,7 @@ def _has_rule(permissions: list[dict[str, Any]], rule: IngressRule) -> bool:
     return False
 
 
-def _authorize(ec2: Any, group_id: str, rule: IngressRule, key: ResourceKey) -> None:
+def authorize(ec2: Any, group_id: str, rule: IngressRule, key: ResourceKey) -> None:
     try:
         ec2.authorize_security_group_ingress(
             GroupId=group_id,
