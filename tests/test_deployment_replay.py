@@ -3,7 +3,9 @@ replays against the current code. A recorded life (create, scale out, rolling re
 chain of four runs continued as new) and the converges it ran; a rollout that `down` cancelled (rolled
 back, then torn down); and every other kind of change (`change-*`): in place (the ALB's CIDR, the
 health check, the deregistration delay), a NAT mode switch each way, a rollout in batches of
-`rollout.batch_size`, and two changes that failed and rolled back. Recorded by `python
+`rollout.batch_size`, and two changes that failed and rolled back; and the idle loop's timers
+(`upkeep-*`, patch `drift-checks-and-ttl`): drift checks that report, the `check` update, a repair in
+place, a time-to-live extended and then tearing the deployment down. Recorded by `python
 scripts/record_deployment_histories.py`; a replay failure means a change is not compatible with
 deployments whose workflow runs now (`workflow.patched`), see tests/test_replay.py. The checks on what
 each history holds catch a recording that no longer shows what it is named for.
@@ -12,7 +14,8 @@ each history holds catch a recording that no longer shows what it is named for.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from models.spec import DeploymentSpec
     from workflows import WORKFLOWS
     from workflows.converge import ConvergeWorkflow
-    from workflows.deployment import DeploymentWorkflow
+    from workflows.deployment import DRIFT_AND_TTL, DeploymentWorkflow
 
 HISTORIES = Path(__file__).parent / "data" / "histories" / "deployment"
 EVERY = sorted(HISTORIES.glob("*.json"))
@@ -39,7 +42,14 @@ RUNS = sorted(HISTORIES.glob("run-*.json"))
 CONVERGES = sorted(HISTORIES.glob("converge-*.json"))
 STOPPED = sorted(HISTORIES.glob("down-*.json"))
 """A second deployment whose rollout `down` stopped: its two runs and the cancelled converge."""
-CHANGE_RUNS = sorted(HISTORIES.glob("change-run-*.json"), key=lambda path: int(path.stem.rsplit("-", 1)[1]))
+
+
+def numbered(pattern: str) -> list[Path]:
+    """A chain's runs in order (run-10 after run-9)."""
+    return sorted(HISTORIES.glob(pattern), key=lambda path: int(path.stem.rsplit("-", 1)[1]))
+
+
+CHANGE_RUNS = numbered("change-run-*.json")
 """A third deployment changed every other way, one converge per run: create, 4 changes, 2 failed, down."""
 CHANGES = {
     "change-in-place",
@@ -51,6 +61,9 @@ CHANGES = {
 }
 """Its converges, named by what each shows."""
 MAX_EVENTS_PER_RUN = 60
+UPKEEP = ("report", "repair", "ttl")
+"""Three deployments of the idle loop's timers, `upkeep-<name>-run-<n>`; each chain has at least two
+runs (the create, then the timers), more when a timer fired with nothing due (after `check`, `extend`)."""
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -91,6 +104,106 @@ def activities(history: WorkflowHistory) -> list[str]:
     return [name for name, _ in scheduled(history)]
 
 
+def upkeep(name: str) -> list[WorkflowHistory]:
+    return [load(path) for path in numbered(f"upkeep-{name}-run-*.json")]
+
+
+def events(histories: Iterable[WorkflowHistory]) -> list[Any]:
+    return [event for history in histories for event in history.events]
+
+
+def updates(histories: Iterable[WorkflowHistory]) -> list[str]:
+    """The updates each run accepted, in order."""
+    return [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in events(histories)
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+
+
+def upserted(histories: Iterable[WorkflowHistory], key: str) -> list[Any]:
+    """Each value the runs upserted for one search attribute, in order."""
+    found = []
+    for event in events(histories):
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            if key in fields:
+                found.append(json.loads(fields[key].data))
+    return found
+
+
+def patched(history: WorkflowHistory) -> bool:
+    """The run took the timers' branch: the SDK's marker for `workflow.patched(DRIFT_AND_TTL)`."""
+    return DRIFT_AND_TTL in map(patch_id, history.events)
+
+
+def patch_id(event: Any) -> str | None:
+    details = event.marker_recorded_event_attributes.details
+    if not event.HasField("marker_recorded_event_attributes") or "patch-data" not in details:
+        return None
+    return json.loads(details["patch-data"].payloads[0].data)["id"]
+
+
+def after_timers(history: WorkflowHistory) -> list[tuple[str, str]]:
+    """For each timer that fired: its summary and the first command after it (an activity's or a
+    child's type, or the event's kind), workflow tasks skipped."""
+    summaries = {
+        e.event_id: json.loads(e.user_metadata.summary.data)
+        for e in history.events
+        if e.HasField("timer_started_event_attributes")
+    }
+    found = []
+    for index, event in enumerate(history.events):
+        if event.HasField("timer_fired_event_attributes"):
+            started = event.timer_fired_event_attributes.started_event_id
+            following = next(e for e in history.events[index + 1 :] if "WORKFLOW_TASK" not in kind(e))
+            found.append((summaries[started], command(following)))
+    return found
+
+
+def kind(event: Any) -> str:
+    return EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+
+
+def command(event: Any) -> str:
+    if event.HasField("activity_task_scheduled_event_attributes"):
+        return event.activity_task_scheduled_event_attributes.activity_type.name
+    if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+        return event.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
+    return kind(event)
+
+
+def checks(histories: Iterable[WorkflowHistory]) -> list[bool]:
+    """Whether each drift check found drift, in order, repeats folded: what the deployment went
+    through, however many checks each stretch took."""
+    found: list[bool] = []
+    for event in events(histories):
+        if event.HasField("activity_task_completed_event_attributes"):
+            result = json.loads(event.activity_task_completed_event_attributes.result.payloads[0].data)
+            if isinstance(result, dict) and "checked_at" in result and "items" in result:
+                drifted = bool(result["items"])
+                found += [drifted] if not found or found[-1] != drifted else []
+    return found
+
+
+def children(histories: Iterable[WorkflowHistory]) -> list[str]:
+    return [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
+        for e in events(histories)
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+
+
+def ended(histories: list[WorkflowHistory]) -> DeploymentState:
+    """The chain is whole (each run continued as the next) and its last run returned this state."""
+    for history, following in zip(histories, histories[1:], strict=False):
+        continued = history.events[-1].workflow_execution_continued_as_new_event_attributes
+        assert continued.new_execution_run_id == following.run_id
+    assert kinds(histories[-1])[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+    result = histories[-1].events[-1].workflow_execution_completed_event_attributes.result.payloads[0]
+    return DeploymentState.model_validate(json.loads(result.data))
+
+
 def converged(history: WorkflowHistory) -> ConvergeResult:
     assert kinds(history)[-1] == "WORKFLOW_EXECUTION_COMPLETED", kinds(history)[-1]
     result = history.events[-1].workflow_execution_completed_event_attributes.result.payloads[0]
@@ -116,6 +229,8 @@ def test_every_recorded_scenario_is_there() -> None:
     names = {path.stem for path in EVERY}
     assert not CHANGES - names, sorted(CHANGES - names)
     assert len(RUNS) == 4 and len(CONVERGES) == 2 and len(STOPPED) == 3 and len(CHANGE_RUNS) == 8
+    required = {f"upkeep-{name}-run-{number}" for name in UPKEEP for number in (1, 2)}
+    assert not required - names, sorted(required - names)
 
 
 # What each history shows
@@ -268,6 +383,89 @@ def test_the_changed_deployment_recorded_every_outcome_and_kept_its_spec_through
     assert kinds(histories[-1])[-1] == "WORKFLOW_EXECUTION_COMPLETED"
 
 
+def test_drift_report_a_scheduled_check_and_check_found_a_rule_added_by_hand_and_its_removal() -> None:
+    runs = upkeep("report")
+    final = ended(runs)
+    assert all(patched(history) for history in runs)  # every run, the create's too, reached the idle loop
+    assert started_with_drift_attribute(runs[0])
+    assert ("next drift check", "check_drift") in [pair for h in runs for pair in after_timers(h)]
+    assert checks(runs) == [False, True, False]  # clean, the rule added by hand, clean again
+    assert upserted(runs, "DeploymentDrift") == [True, False]
+    assert updates(runs) == ["up", "check", "down"]
+    (report,) = update_results(runs, "check")
+    assert [(i["name"], i["drift"], i["field"], i["actual"]) for i in report["items"]] == [
+        ("sg-app", "extra", "ingress", "tcp/22 from 0.0.0.0/0")
+    ]
+    assert "repair_in_place" not in activities_of(runs)  # `report` changes nothing
+    assert final.phase.value == "deleted" and not final.expired
+
+
+def test_drift_repair_put_back_a_deregistered_target_and_a_removed_tag_in_place() -> None:
+    runs = upkeep("repair")
+    final = ended(runs)
+    assert all(patched(history) for history in runs)
+    repairs = [
+        request["report"]["items"] for name, request in scheduled_in(runs) if name == "repair_in_place"
+    ]
+    assert repairs, activities_of(runs)
+    found = {(item["name"], item["drift"], item["field"]) for items in repairs for item in items}
+    assert found == {("tg-app", "missing", "target"), ("app-1", "missing", "tag:Name")}
+    names = activities_of(runs)
+    last_repair = len(names) - 1 - names[::-1].index("repair_in_place")
+    assert "check_drift" in names[last_repair + 1 :]  # checked again after the repair
+    assert checks(runs)[-2:] == [True, False] and upserted(runs, "DeploymentDrift") == [True, False]
+    assert children(runs) == ["DeployWorkflow", "TeardownWorkflow"]  # nothing to make again: no converge
+    assert updates(runs) == ["up", "down"] and final.phase.value == "deleted"
+
+
+def test_ttl_extend_moved_the_deadline_and_the_deadline_tore_the_deployment_down() -> None:
+    runs = upkeep("ttl")
+    final = ended(runs)
+    assert all(patched(history) for history in runs)
+    assert updates(runs) == ["up", "extend"]  # no `down`: the deadline ended it
+    deadlines = [datetime.fromisoformat(value) for value in upserted(runs, "DeploymentExpires")]
+    assert len(deadlines) == 2 and deadlines[1] - deadlines[0] == timedelta(seconds=2)
+    (extended,) = update_results(runs, "extend")
+    assert datetime.fromisoformat(extended["expires_at"]) == deadlines[1]
+    assert after_timers(runs[-1]) == [("time-to-live: tear down", "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES")]
+    assert children(runs[-1:]) == ["TeardownWorkflow"]
+    assert final.phase.value == "deleted" and final.expired and final.expires_at == deadlines[1]
+    assert final.last is not None and (final.last.operation, final.last.outcome) == (
+        Operation.TEARDOWN,
+        Outcome.COMPLETED,
+    )
+    assert "time-to-live ended" in (final.last.message or "")
+
+
+def started_with_drift_attribute(history: WorkflowHistory) -> bool:
+    started = history.events[0].workflow_execution_started_event_attributes
+    return "DeploymentDrift" in started.search_attributes.indexed_fields
+
+
+def scheduled_in(histories: Iterable[WorkflowHistory]) -> list[tuple[str, dict[str, Any]]]:
+    return [step for history in histories for step in scheduled(history)]
+
+
+def activities_of(histories: Iterable[WorkflowHistory]) -> list[str]:
+    return [name for name, _ in scheduled_in(histories)]
+
+
+def update_results(histories: list[WorkflowHistory], name: str) -> list[Any]:
+    """What each accepted update of `name` answered."""
+    accepted = {
+        e.event_id
+        for e in events(histories)
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+        and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == name
+    }
+    return [
+        json.loads(e.workflow_execution_update_completed_event_attributes.outcome.success.payloads[0].data)
+        for e in events(histories)
+        if e.HasField("workflow_execution_update_completed_event_attributes")
+        and e.workflow_execution_update_completed_event_attributes.accepted_event_id in accepted
+    ]
+
+
 @workflow.defn(name="DeploymentWorkflow")
 class InspectsBeforeEveryCreate(DeploymentWorkflow):
     """A plausible edit: read the account before a brand-new deployment's create as well."""
@@ -318,3 +516,23 @@ async def test_a_changed_converge_workflow_fails_replay_of_the_in_place_change()
     )
     assert isinstance(result.replay_failure, workflow.NondeterminismError)
     assert "configure_target_group" in str(result.replay_failure), result.replay_failure
+
+
+@workflow.defn(name="DeploymentWorkflow")
+class IdlesWithoutTimers(DeploymentWorkflow):
+    """The idle loop as it was before the patch: waiting for an update only, with no timer."""
+
+    @workflow.run
+    async def run(self, state: DeploymentState) -> DeploymentState:
+        return await super().run(state)
+
+    async def _idle(self) -> None:
+        await workflow.wait_condition(lambda: self._pending is not None or self._down is not None)
+
+
+async def test_the_idle_loop_without_its_timers_fails_replay_of_a_drift_check() -> None:
+    others = [w for w in WORKFLOWS if w is not DeploymentWorkflow]
+    result = await replayer([IdlesWithoutTimers, *others]).replay_workflow(
+        upkeep("report")[1], raise_on_replay_failure=False
+    )
+    assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
