@@ -72,10 +72,10 @@ def wanted_ingress(spec: DeploymentSpec) -> dict[str, dict[str, WantedRule]]:
     """Each security group's rules (by logical name), keyed by their text. The repair opens only
     these, and never revokes one of them, whatever a report says."""
     cidr = str(spec.load_balancer.allowed_cidr)
-    alb = [WantedRule(spec.load_balancer.listener_port, cidr, "HTTP to the ALB")]
+    alb = [WantedRule(spec.load_balancer.listener_port, cidr, naming.HTTP_RULE)]
     if spec.https is not None:
-        alb.append(WantedRule(spec.https.port, cidr, "HTTPS to the ALB"))
-    app = [WantedRule(spec.app.port, naming.ALB_SECURITY_GROUP, "App port from the load balancer only")]
+        alb.append(WantedRule(spec.https.port, cidr, naming.HTTPS_RULE))
+    app = [WantedRule(spec.app.port, naming.ALB_SECURITY_GROUP, naming.APP_RULE)]
     return {
         naming.ALB_SECURITY_GROUP: {rule.text: rule for rule in alb},
         naming.APP_SECURITY_GROUP: {rule.text: rule for rule in app},

@@ -23,6 +23,11 @@ MAX_DEPLOYMENT_ID_LENGTH = ELB_NAME_LIMIT - max(len(ALB_SUFFIX), len(TARGET_GROU
 
 ALB_SECURITY_GROUP = "sg-alb"
 APP_SECURITY_GROUP = "sg-app"
+HTTP_RULE = "HTTP to the ALB"
+HTTPS_RULE = "HTTPS to the ALB"
+APP_RULE = "App port from the load balancer only"
+"""The descriptions of the deployment's ingress rules: the create writes them, a drift repair that
+opens a rule again writes the same."""
 TARGET_GROUP = "tg-app"
 LOAD_BALANCER = "alb"
 APP_GROUP = "app"

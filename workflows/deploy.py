@@ -285,10 +285,10 @@ class DeployWorkflow(Pausable):
 
     async def _alb_security_group(self, pre: PreflightResult) -> str:
         lb, https = self._spec.load_balancer, self._spec.https
-        rules = [IngressRule(port=lb.listener_port, cidr=str(lb.allowed_cidr), description="HTTP to the ALB")]
+        rules = [IngressRule(port=lb.listener_port, cidr=str(lb.allowed_cidr), description=naming.HTTP_RULE)]
         if https is not None:
             rules.append(
-                IngressRule(port=https.port, cidr=str(lb.allowed_cidr), description="HTTPS to the ALB")
+                IngressRule(port=https.port, cidr=str(lb.allowed_cidr), description=naming.HTTPS_RULE)
             )
         return await self._security_group(
             naming.ALB_SECURITY_GROUP, pre, "Load balancer: HTTP from the allowed range", *rules
@@ -298,7 +298,7 @@ class DeployWorkflow(Pausable):
         rule = IngressRule(
             port=self._spec.app.port,
             source_security_group_id=await alb_sg,
-            description="App port from the load balancer only",
+            description=naming.APP_RULE,
         )
         return await self._security_group(
             naming.APP_SECURITY_GROUP, pre, "App instances: app port from the ALB only", rule
