@@ -256,6 +256,8 @@ class DeploymentWorkflow:
                 await self._scheduled_check()
                 if self._down is None and (self._pending is not None or not self._idle_history_long()):
                     continue  # an `up` accepted during the check runs next, in this run
+            elif self._down is None and not self._history_too_long():
+                continue  # a timer set before `extend` or `check` moved what is due: wait again
             if self._down is not None:
                 if self._pending is not None:  # accepted in the same moment as `down`
                     self._finish(Operation.NONE, Outcome.CANCELLED, message="`down` came first")
