@@ -30,6 +30,8 @@ class DeploymentPhase(StrEnum):
     """Nothing applied yet by this workflow."""
     CREATING = "creating"
     CONVERGING = "converging"
+    PAUSED = "paused"
+    """Its operation stopped at a failure (`on_failure: pause`) and waits for `retry` or `rollback`."""
     READY = "ready"
     """Live, on `spec`; the last operation may still have failed (and rolled back to it)."""
     FAILED = "failed"

@@ -23,9 +23,11 @@ from tests.support.waiting import eventually
 from tests.test_cli_operations import run, spec_file
 from tests.test_converge import changed, fleet, start_converge, with_instances
 from tests.test_deploy_workflow import deploy
+from tests.test_deployment_workflow import entity
+from workflows import search_attributes
 from workflows.converge import ConvergeWorkflow
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_PAUSED = 0, 2, 3
+EXIT_OK, EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_NOT_APPLICABLE = 0, 2, 3, 5
 
 
 async def paused(handle: WorkflowHandle) -> DeploymentProgress:
@@ -136,6 +138,13 @@ async def test_up_of_a_change_pauses_with_exit_3_and_rollback_addresses_the_conv
     shown = await run(cli, "status", deployment_id, "--json")
     assert shown.json()["status"] == "PAUSED" and shown.json()["workflow_id"].startswith("converge-")
     assert shown.json()["progress"]["failed_step"] == "app-2-g1"
+    listed = await eventually(
+        lambda: run(cli, "list", "--phase", "paused", "--json"),
+        lambda done: deployment_id in {d["deployment_id"] for d in done.json()["deployments"]},
+    )
+    assert listed.code == EXIT_OK
+    busy = await run(cli, "up", "--spec", spec, "--set", "instances.count=4", "--json")
+    assert busy.code == EXIT_NOT_APPLICABLE and "is paused after a failure; decide first" in busy.stderr
 
     rollback = await run(cli, "rollback", deployment_id, "--json")
 
@@ -145,6 +154,8 @@ async def test_up_of_a_change_pauses_with_exit_3_and_rollback_addresses_the_conv
     assert answer["operation_workflow_id"].startswith(f"converge-{deployment_id}-")
     assert "rollback requested by the operator" in answer["error"]
     assert await asyncio.to_thread(inventory) == deployed
+    phase = await entity(client, deployment_id).describe()
+    assert phase.typed_search_attributes.get(search_attributes.DEPLOYMENT_PHASE) == "ready"
 
     again = await run(cli, "retry", deployment_id)
     assert again.code == EXIT_BAD_INPUT and "not paused" in again.stderr

@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.deploy import DeployWorkflow
     from workflows.deploy import workflow_id as deploy_workflow_id
     from workflows.options import activity_options, waiting
+    from workflows.pause import OPERATION_PAUSED
     from workflows.plan import InspectWorkflow
     from workflows.saga import root_message
     from workflows.teardown import TeardownWorkflow
@@ -86,6 +87,7 @@ PROGRESS_PHASES = {
     DeploymentPhase.NEW: Phase.PREFLIGHT,
     DeploymentPhase.CREATING: Phase.CREATING,
     DeploymentPhase.CONVERGING: Phase.CREATING,
+    DeploymentPhase.PAUSED: Phase.PAUSED,
     DeploymentPhase.READY: Phase.COMPLETED,
     DeploymentPhase.FAILED: Phase.FAILED,
     DeploymentPhase.TEARING_DOWN: Phase.ROLLING_BACK,
@@ -133,6 +135,18 @@ class DeploymentWorkflow:
             error=last.message if failed and last else None,
         )
 
+    # Signals
+
+    @workflow.signal(name=OPERATION_PAUSED)
+    def _operation_paused(self, paused: bool) -> None:
+        """From the running operation (workflows/pause.py): paused, or going on again."""
+        if self._running is None:
+            return
+        going_on = (
+            DeploymentPhase.CREATING if self._running is Operation.CREATE else DeploymentPhase.CONVERGING
+        )
+        self._phase(DeploymentPhase.PAUSED if paused else going_on)
+
     # Updates
 
     @workflow.update
@@ -177,6 +191,11 @@ class DeploymentWorkflow:
             return "it is being torn down"
         if self._repairing is not None:
             return "a repair of its drift runs; wait for it (`starter.py watch`)"
+        if self._running is not None and self._state.phase is DeploymentPhase.PAUSED:
+            return (
+                f"its {self._running.value} ({self._child_id}) is paused after a failure; decide first "
+                f"(`starter.py retry {self._state.deployment_id}` or `rollback`)"
+            )
         if self._running is not None:
             return f"a {self._running.value} runs ({self._child_id}); wait for it (`starter.py watch`)"
         if self._pending is not None or self._continuing:

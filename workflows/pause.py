@@ -22,6 +22,9 @@ with workflow.unsafe.imports_passed_through():
 
 T = TypeVar("T")
 
+OPERATION_PAUSED = "operation_paused"
+"""The signal a paused operation sends its parent: True when it pauses, False when it goes on."""
+
 
 class Pausable:
     """The operator's choice while paused, and the step loop that waits for it."""
@@ -100,6 +103,7 @@ class Pausable:
         retries_before = self._retries_requested
         timeout = timedelta(seconds=self._spec.timing.pause_timeout_seconds)
         self._tracker.paused(cause, workflow.now() + timeout)
+        await self._tell_parent(paused=True)
         try:
             await workflow.wait_condition(
                 lambda: self._retries_requested > retries_before or self._rollback_requested is not None,
@@ -107,4 +111,12 @@ class Pausable:
             )
         except TimeoutError:
             self._rollback_requested = f"nobody decided within {timeout}"
+        await self._tell_parent(paused=False)
         return self._rollback_requested is None
+
+    async def _tell_parent(self, *, paused: bool) -> None:
+        """The deployment's own workflow, when it runs this operation, shows the pause too (its phase
+        and search attribute), so `list --phase paused` and the UI find the deployment."""
+        parent = workflow.info().parent
+        if parent is not None:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(OPERATION_PAUSED, paused)
