@@ -300,3 +300,28 @@ async def test_checks_wait_on_a_durable_timer_and_check_every_0_turns_them_off(c
 
     assert await idle_timers(client, watched_spec.deployment_id) == ['"next drift check"']
     assert await idle_timers(client, unwatched.deployment_id) == []
+
+
+async def test_a_failing_create_that_completes_a_live_deployment_removes_nothing(client: Client, aws, ec2):
+    spec = fast_spec(drift={"check_every": 0})
+    fault = InjectedFault("ec2", "CreateNatGateway", occurrences=set()).install(aws.session)
+    async with running_worker(client, aws) as worker:
+        created = await up(client, worker, spec)
+        out = created.outputs
+        assert out is not None, created.message
+        [nat] = out.nat_gateway_ids.values()
+        await asyncio.to_thread(ec2.delete_nat_gateway, NatGatewayId=nat)
+        [address] = ec2.describe_addresses(AllocationIds=list(out.elastic_ip_allocation_ids.values()))[
+            "Addresses"
+        ]
+        await asyncio.to_thread(ec2.disassociate_address, AssociationId=address["AssociationId"])  # as AWS
+        before = await asyncio.to_thread(inventory)
+        fault.occurrences = set(range(fault.calls + 1, fault.calls + 100))
+
+        again = await up(client, worker, spec)  # the NAT gateway is made again: it fails for good
+        status = await status_of(client, spec.deployment_id)
+
+    assert (again.operation, again.outcome) == (Operation.CREATE, Outcome.FAILED), again.message
+    assert fault.failed >= 1
+    assert await asyncio.to_thread(inventory) == before  # its rollback did not take the deployment
+    assert status.state.spec is not None and status.state.phase.value == "ready"

@@ -110,6 +110,7 @@ class DeploymentWorkflow:
         self._down_result: DownResult | None = None
         self._continuing = False
         self._repairing: list[DriftItem] | None = None
+        self._completing = False
 
     # Queries
 
@@ -401,11 +402,7 @@ class DeploymentWorkflow:
                 return self._finish(Operation.REPAIR, Outcome.FAILED, message=message)
             await self._gone_for_good(spec, fixed.left)
             if fixed.left:  # a resource missing or to replace: what `up` does with the spec
-                # A create completing the deployment keeps what it made if it fails: its rollback
-                # would remove the whole deployment, found resources included.
-                await self._apply(spec.model_copy(update={"on_failure": OnFailure.KEEP}))
-                if self._state.spec is not None:
-                    self._state.spec = spec
+                await self._apply(spec)
                 last = self._state.last
                 if last is not None and last.outcome not in (Outcome.COMPLETED, Outcome.UNCHANGED):
                     return  # its own result says what failed; the deployment is no worse than before
@@ -502,7 +499,7 @@ class DeploymentWorkflow:
             cancelled = is_cancelled_exception(err)
             outcome = Outcome.CANCELLED if cancelled else Outcome.FAILED
             message = "cancelled" + (" by `down`" if self._down else "") if cancelled else child_message(err)
-            if self._running is Operation.CREATE and not cancelled and self._repairing is None:
+            if self._running is Operation.CREATE and not cancelled and not self._completing:
                 self._state.spec = None  # rolled back (or kept for inspection): nothing in service
             self._finish(self._running or Operation.NONE, outcome, message=message)
 
@@ -521,7 +518,7 @@ class DeploymentWorkflow:
             # as long as no instance has to change too.
             refused = [a for a in actions if a.kind is Kind.INSTANCE and a.action is not Action.UNCHANGED]
             if not refused:
-                return await self._create(spec)
+                return await self._create(spec, completing=state.spec is not None)
         if refused:
             shown = [
                 a
@@ -551,12 +548,15 @@ class DeploymentWorkflow:
             static_summary=f"Read what {state.deployment_id} has live in {scope.region} (read-only)",
         )
 
-    async def _create(self, spec: DeploymentSpec) -> None:
+    async def _create(self, spec: DeploymentSpec, *, completing: bool = False) -> None:
+        """`completing`: the deployment is live and misses what the create makes (a NAT gateway
+        deleted outside it). That run keeps what it made if it fails: its rollback would remove the
+        whole deployment, found resources included, and a failure leaves it as it was."""
         self._started(Operation.CREATE, deploy_workflow_id(spec.deployment_id), DeploymentPhase.CREATING)
-        self._state.region = spec.region
+        self._state.region, self._completing = spec.region, completing
         outputs: DeploymentOutputs = await workflow.execute_child_workflow(
             DeployWorkflow.run,
-            spec,
+            spec.model_copy(update={"on_failure": OnFailure.KEEP}) if completing else spec,
             id=deploy_workflow_id(spec.deployment_id),
             memo={"deployment_id": spec.deployment_id, "region": spec.region},
             search_attributes=self._attributes(Phase.PREFLIGHT.value),
@@ -637,6 +637,7 @@ class DeploymentWorkflow:
         phase: DeploymentPhase | None = None,
     ) -> None:
         state = self._state
+        self._completing = False
         if self._repairing is not None and operation is not Operation.TEARDOWN:
             operation = Operation.REPAIR  # a converge or create run as part of a repair
         state.last = OperationResult(
