@@ -65,6 +65,17 @@ def read_record(route53: Any, zone_id: str, name: str, type_: str) -> dict[str, 
     return None
 
 
+def still_ours(route53: Any, record: DnsRecord) -> bool:
+    """The record exists and still says what the deployment wrote; its zone gone: no."""
+    try:
+        item = read_record(route53, record.zone_id, dns_name(record.name), record.type)
+    except ClientError as err:
+        if client_error_code(err) == "NoSuchHostedZone":
+            return False
+        raise
+    return item is not None and is_ours(item, record)
+
+
 class DnsActivities:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws

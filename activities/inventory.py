@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
 from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.certificates import CertificateActivities, validation_record
-from activities.dns import dns_name, is_ours, read_record
-from activities.errors import aws_errors, client_error_code
+from activities.dns import still_ours
+from activities.errors import aws_errors
 from activities.load_balancing import LOAD_BALANCERS, TARGET_GROUPS, find_by_name, tags_of
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats, pause
@@ -139,14 +138,7 @@ class InventoryActivities:
         return found
 
     def _if_there(self, scope: Scope, name: str, record: DnsRecord) -> list[Resource]:
-        route53 = self._aws.client("route53", scope.region)
-        try:
-            item = read_record(route53, record.zone_id, dns_name(record.name), record.type)
-        except ClientError as err:
-            if client_error_code(err) == "NoSuchHostedZone":
-                return []
-            raise
-        if item is None or not is_ours(item, record):
+        if not still_ours(self._aws.client("route53", scope.region), record):
             return []
         return [Resource(kind=Kind.DNS_RECORD, name=name, id=record.id)]
 

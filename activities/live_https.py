@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from activities.aws_clients import AwsClients
 from activities.certificates import REUSABLE, CertificateActivities, validation_record
-from activities.dns import dns_name, is_ours, read_record
-from activities.errors import client_error_code
+from activities.dns import still_ours
 from activities.load_balancing import tags_of
 from activities.tags import tag_value
 from models.live import LiveResource
@@ -77,14 +74,7 @@ def alias_records(
 
 
 def _if_ours(aws: AwsClients, scope: Scope, name: str, record: DnsRecord, domain: str) -> list[LiveResource]:
-    route53 = aws.client("route53", scope.region)
-    try:
-        item = read_record(route53, record.zone_id, dns_name(record.name), record.type)
-    except ClientError as err:
-        if client_error_code(err) == "NoSuchHostedZone":
-            return []
-        raise
-    if item is None or not is_ours(item, record):
+    if not still_ours(aws.client("route53", scope.region), record):
         return []
     facts = {"domain": domain, "hosted_zone_id": record.zone_id}
     return [LiveResource(kind=Kind.DNS_RECORD, name=name, id=record.id, facts=facts)]
