@@ -12,7 +12,8 @@ deployment can hide from a read by tags:
 
 Every call is a Describe*, Get* or List* granted by docs/iam-policy.json's read-only statement (and
 docs/iam-policy-https.json's, for the certificates activities/live.py reads). The HTTPS resources
-(certificate, DNS records) are not checked.
+(certificate, DNS records) are compared as the live read finds them, not described by id nor by tags
+(models/drift.py NOT_LOOKED_UP).
 """
 
 from __future__ import annotations

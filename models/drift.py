@@ -121,8 +121,12 @@ class RepairResult(BaseModel):
 
 # The comparison itself: pure, over what activities/drift.py read.
 
-OUT_OF_SCOPE = frozenset({Kind.CERTIFICATE, Kind.DNS_RECORD, Kind.TARGET_REGISTRATION})
-"""Not checked: the HTTPS resources (certificate, DNS records) and registrations (targets are)."""
+OUT_OF_SCOPE = frozenset({Kind.TARGET_REGISTRATION})
+"""Not compared as a resource: the registrations (each target is, below)."""
+NOT_LOOKED_UP = frozenset({Kind.CERTIFICATE, Kind.DNS_RECORD, *OUT_OF_SCOPE})
+"""Not described by id nor compared by tags: the HTTPS resources are read by what activities/live.py
+finds (the certificate by its tags, each record while it says what the deployment wrote), so a deleted
+record is missing, but one that lost or changed a tag is not drift here."""
 REGISTERED_STATES = frozenset({"initial", "healthy", "unhealthy", "unused", "unavailable"})
 """Target states of a registered target; `draining` is one on its way out (AWS reports a
 deregistered target so for its deregistration delay), so it counts as not registered."""
@@ -135,7 +139,7 @@ def known_resources(outputs: DeploymentOutputs | None) -> dict[str, str]:
     out-of-scope ones left out."""
     if outputs is None:
         return {}
-    known = {r.id: r.name for r in outputs.resources if r.kind not in OUT_OF_SCOPE}
+    known = {r.id: r.name for r in outputs.resources if r.kind not in NOT_LOOKED_UP}
     return known | {instance_id: name for name, instance_id in outputs.instance_ids.items()}
 
 
@@ -203,7 +207,7 @@ def find_drift(
     order = {action.name: index for index, action in enumerate(actions)}
     ranked = [(index, item) for index, a in enumerate(actions) for item in _action_items(a, known)]
     for resource in live.resources:
-        if resource.id in extra or resource.kind in OUT_OF_SCOPE or resource.id not in (tags or {}):
+        if resource.id in extra or resource.kind in NOT_LOOKED_UP or resource.id not in (tags or {}):
             continue
         expected, actual = (tags or {})[resource.id]
         rank = order.get(resource.name, len(order))

@@ -12,16 +12,18 @@ import asyncio
 import threading
 from typing import Any
 
+import boto3
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowUpdateStage
 
 from models.deployment import DeploymentStatus, Operation, Outcome
 from models.drift import Drift
-from models.naming import APP_SECURITY_GROUP, DEPLOYMENT_TAG
+from models.naming import ALIAS_RECORD, APP_SECURITY_GROUP, DEPLOYMENT_TAG
 from models.resources import DeploymentOutputs, Kind
-from models.spec import DeploymentSpec
+from models.spec import DeploymentSpec, DriftSpec
 from tests.support.faults import InjectedFault
+from tests.support.https import hosted_zone, https_spec
 from tests.support.inventory import inventory
 from tests.support.processes import Cli
 from tests.support.specs import fast_spec
@@ -325,3 +327,32 @@ async def test_a_failing_create_that_completes_a_live_deployment_removes_nothing
     assert fault.failed >= 1
     assert await asyncio.to_thread(inventory) == before  # its rollback did not take the deployment
     assert status.state.spec is not None and status.state.phase.value == "ready"
+
+
+async def test_an_https_deployment_checks_clean_and_its_deleted_alias_record_is_made_again(
+    client: Client, worker
+):
+    zone_id = hosted_zone()
+    spec = https_spec().model_copy(update={"drift": DriftSpec(check_every="1s", on_drift="repair")})
+    created = await up(client, worker, spec)
+    out = created.outputs
+    assert out is not None and out.domain is not None, created.message
+    clean = await eventually(
+        lambda: status_of(client, spec.deployment_id), lambda s: s.state.drift is not None
+    )
+    assert clean.state.drift.items == []  # the certificate, its records and the HTTPS listener match
+    before = await asyncio.to_thread(inventory)
+    route53 = boto3.client("route53", region_name=spec.region)
+    [alias] = [
+        r
+        for r in route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+        if r["Type"] == "A" and r["Name"] == f"{out.domain}."
+    ]
+    route53.change_resource_record_sets(
+        HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": alias}]}
+    )
+
+    status = await repaired(client, spec.deployment_id)
+
+    assert [(i.name, i.drift) for i in status.state.last.repaired] == [(ALIAS_RECORD, Drift.MISSING)]
+    assert await asyncio.to_thread(inventory) == before  # the same record again, nothing else
