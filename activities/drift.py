@@ -30,6 +30,7 @@ from activities.errors import aws_errors, client_error_code
 from activities.live import (
     LIVE_INSTANCE_STATES,
     LIVE_NAT_STATES,
+    instance_facts,
     read_live,
     route_table_resource,
     security_group_resource,
@@ -37,10 +38,10 @@ from activities.live import (
     target_group_settings,
 )
 from activities.live_https import listener_facts
-from activities.tags import tag_value, tags_for
+from activities.tags import tags_for
 from models.drift import CheckInput, DriftReport, find_drift, known_resources, resolved
 from models.live import LiveDeployment, LiveResource
-from models.naming import APP_GROUP, APP_VERSION_TAG, DEFAULT_APP_VERSION, listener
+from models.naming import APP_GROUP, listener
 from models.resources import DeploymentOutputs, Kind, ResourceKey, Scope
 
 NAT_GATEWAY_ID = re.compile(r"^nat-[0-9a-f]{8,17}$")
@@ -242,13 +243,7 @@ def _instance(ec2: Any, instance_id: str, app_port: str | None) -> Found:
     state = instance.get("State", {}).get("Name")
     if state not in LIVE_INSTANCE_STATES:
         return None, state or NOT_FOUND
-    facts = {
-        "instance_type": instance["InstanceType"],
-        "ami_id": instance["ImageId"],
-        "availability_zone": instance["Placement"]["AvailabilityZone"],
-        "app_version": tag_value(instance.get("Tags"), APP_VERSION_TAG) or DEFAULT_APP_VERSION,
-        **({"app_port": app_port} if app_port else {}),
-    }
+    facts = instance_facts(instance, app_port)
     return LiveResource(kind=Kind.INSTANCE, name=instance_id, id=instance_id, facts=facts), None
 
 

@@ -34,6 +34,7 @@ from models.naming import (
 from models.resources import Kind, Scope
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
+RUNNING = "running"
 LIVE_NAT_STATES = ["pending", "available"]
 
 
@@ -141,16 +142,24 @@ def _instances(ec2: Any, scope: Scope, app_port: str | None) -> list[LiveResourc
             kind=Kind.INSTANCE,
             name=_name(i, i["InstanceId"]),
             id=i["InstanceId"],
-            facts={
-                "instance_type": i["InstanceType"],
-                "ami_id": i["ImageId"],
-                "availability_zone": i["Placement"]["AvailabilityZone"],
-                "app_version": tag_value(i.get("Tags"), APP_VERSION_TAG) or DEFAULT_APP_VERSION,
-                **({"app_port": app_port} if app_port else {}),
-            },
+            facts=instance_facts(i, app_port),
         )
         for i in sorted(instances, key=lambda i: (_name(i, i["InstanceId"]), str(i.get("LaunchTime", ""))))
     ]
+
+
+def instance_facts(instance: dict[str, Any], app_port: str | None) -> dict[str, str]:
+    """What the spec decides of an instance, and whether it runs: `pending` counts as running (it is
+    on its way), a stopped or stopping instance serves nothing and is replaced."""
+    state = instance.get("State", {}).get("Name", RUNNING)
+    return {
+        "instance_type": instance["InstanceType"],
+        "ami_id": instance["ImageId"],
+        "availability_zone": instance["Placement"]["AvailabilityZone"],
+        "app_version": tag_value(instance.get("Tags"), APP_VERSION_TAG) or DEFAULT_APP_VERSION,
+        "state": RUNNING if state == "pending" else state,
+        **({"app_port": app_port} if app_port else {}),
+    }
 
 
 def target_group_settings(elbv2: Any, group: dict[str, Any]) -> dict[str, str]:

@@ -37,6 +37,7 @@ class LiveInstance(Frozen):
     ami_id: str
     availability_zone: str
     app_version: str = Field(naming.DEFAULT_APP_VERSION, description="Its `scaleout:app-version` tag.")
+    state: str = Field("running", description="`running` (or on its way), else stopped or stopping.")
 
 
 class CidrRule(Frozen):
@@ -113,6 +114,7 @@ class ConvergeInput(Frozen):
                     ami_id=i.facts["ami_id"],
                     availability_zone=i.facts["availability_zone"],
                     app_version=i.facts.get("app_version", naming.DEFAULT_APP_VERSION),
+                    state=i.facts.get("state", "running"),
                 )
                 for i in live.of_kind(Kind.INSTANCE)
             ],
@@ -234,10 +236,12 @@ class ConvergePlan(Frozen):
 
 
 def wanted(spec: DeploymentSpec, instance: LiveInstance, availability_zone: str) -> bool:
-    """As the spec wants it: an unpinned AMI accepts whatever AMI it was launched with (as models/diff.py)."""
+    """As the spec wants it, and running: an unpinned AMI accepts whatever AMI it was launched with
+    (as models/diff.py); a stopped instance serves nothing and is replaced."""
     ami = spec.instances.ami_id
     return (
-        instance.instance_type == spec.instances.instance_type
+        instance.state == "running"
+        and instance.instance_type == spec.instances.instance_type
         and (ami is None or instance.ami_id == ami)
         and instance.availability_zone == availability_zone
         and instance.app_version == spec.app.version

@@ -66,8 +66,8 @@ class Desired(BaseModel):
 
 
 REPLACED_BY = {
-    Kind.INSTANCE: "a running instance keeps its type, AMI, AZ, user data and app version: a new one "
-    "replaces it",
+    Kind.INSTANCE: "a running instance keeps its type, AMI, AZ, user data and app version, and a stopped "
+    "one serves nothing: a new one replaces it",
     Kind.TARGET_GROUP: "a target group's port cannot change: a new group replaces it",
     Kind.CERTIFICATE: "a certificate's domain cannot change: a new one, validated by DNS, replaces it "
     "and the HTTPS listener moves to it",
@@ -75,7 +75,7 @@ REPLACED_BY = {
     "name stops answering",
 }
 REPLACE_FIELDS = {
-    Kind.INSTANCE: {"instance_type", "ami_id", "availability_zone", "app_port", "app_version"},
+    Kind.INSTANCE: {"instance_type", "ami_id", "availability_zone", "app_port", "app_version", "state"},
     Kind.TARGET_GROUP: {"port"},
     Kind.CERTIFICATE: {"domain"},
     Kind.DNS_RECORD: {"domain", "hosted_zone_id"},
@@ -129,6 +129,7 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
         instance = {"instance_type": spec.instances.instance_type, "availability_zone": az}
         instance["app_port"] = str(app.port)
         instance["app_version"] = app.version
+        instance["state"] = "running"
         if spec.instances.ami_id:  # unpinned, each launch takes the parameter's AMI of its day
             instance["ami_id"] = spec.instances.ami_id
         facts[naming.instance(index)] = instance

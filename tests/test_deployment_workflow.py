@@ -85,8 +85,14 @@ async def runs(client: Client, deployment_id: str) -> list[Any]:
 
 
 async def chain(client: Client, deployment_id: str, count: int) -> list[Any]:
-    """Visibility is eventually consistent: wait until it lists `count` runs."""
-    return await eventually(lambda: runs(client, deployment_id), lambda found: len(found) == count)
+    """Visibility is eventually consistent: wait until it lists `count` runs, every one but the last
+    closed (a run's status there may lag its continue-as-new)."""
+    return await eventually(
+        lambda: runs(client, deployment_id),
+        lambda found: (
+            len(found) == count and all(r.status != WorkflowExecutionStatus.RUNNING for r in found[:-1])
+        ),
+    )
 
 
 def entity(client: Client, deployment_id: str) -> WorkflowHandle:

@@ -75,6 +75,27 @@ async def test_a_terminated_instance_is_missing(client: Client, worker: Worker, 
     assert words(check(aws, spec, None)) == ["app-0 missing: deleted outside the deployment"]
 
 
+async def test_a_stopped_instance_is_changed(client: Client, worker: Worker, aws, ec2):
+    spec = fast_spec()
+    outputs = await deploy(client, worker, spec)
+    instance = outputs.instance_ids["app-0"]
+    ec2.stop_instances(InstanceIds=[instance])
+
+    report = check(aws, spec, outputs)
+    assert report.items == [
+        DriftItem(
+            name="app-0",
+            kind=Kind.INSTANCE,
+            id=instance,
+            drift=Drift.CHANGED,
+            field="state",
+            expected="running",
+            actual="stopped",
+        )
+    ]
+    assert words(report) == [f"app-0 ({instance}) changed state: expected running, live stopped"]
+
+
 async def test_an_added_and_a_removed_ingress_rule_are_one_item_each(
     client: Client, worker: Worker, aws, ec2
 ):

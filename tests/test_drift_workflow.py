@@ -356,3 +356,24 @@ async def test_an_https_deployment_checks_clean_and_its_deleted_alias_record_is_
 
     assert [(i.name, i.drift) for i in status.state.last.repaired] == [(ALIAS_RECORD, Drift.MISSING)]
     assert await asyncio.to_thread(inventory) == before  # the same record again, nothing else
+
+
+async def test_a_stopped_instance_is_replaced(client: Client, worker, ec2, elbv2):
+    spec = watched("repair")
+    created = await up(client, worker, spec)
+    out = created.outputs
+    assert out is not None, created.message
+    deployed = await asyncio.to_thread(inventory)
+    stopped = out.instance_ids["app-1"]
+    await asyncio.to_thread(ec2.stop_instances, InstanceIds=[stopped])
+
+    status = await repaired(client, spec.deployment_id)
+
+    assert [(i.name, i.field, i.actual) for i in status.state.last.repaired] == [
+        ("app-1", "state", "stopped")
+    ]
+    fleet_now = status.state.outputs.instance_ids if status.state.outputs else {}
+    assert fleet_now.keys() == {"app-0", "app-1-g1"} and fleet_now["app-0"] == out.instance_ids["app-0"]
+    instances = (deployed["instances"] - {stopped}) | {fleet_now["app-1-g1"]}
+    assert await asyncio.to_thread(inventory) == {**deployed, "instances": instances}
+    assert set(fleet(elbv2, ec2, out)) == set(fleet_now.values())
