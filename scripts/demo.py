@@ -127,8 +127,14 @@ def start(name: str, command: list[str], env: dict[str, str], port: int | None) 
     print(f"  {name}: started (pid {process.pid}, log {STATE / f'{name}.log'})")
 
 
-SEARCH_ATTRIBUTES = ("DeploymentId", "DeploymentPhase")
-"""`list --phase` and the UI filter by them (workflows/search_attributes.py sets them)."""
+SEARCH_ATTRIBUTES = {
+    "DeploymentId": "Keyword",
+    "DeploymentPhase": "Keyword",
+    "DeploymentDrift": "Bool",
+    "DeploymentExpires": "Datetime",
+}
+"""`list --phase`/`--drifted` and the UI filter by them (workflows/search_attributes.py sets them; this
+script runs without the project's packages, so a test checks that both name the same)."""
 
 
 def register_search_attributes(p: dict[str, int]) -> None:
@@ -144,10 +150,10 @@ def register_search_attributes(p: dict[str, int]) -> None:
         if time.monotonic() > deadline:
             sys.exit(f"error: Temporal did not answer: {listed.stderr.strip()}")
         time.sleep(0.5)
-    for name in SEARCH_ATTRIBUTES:
+    for name, kind in SEARCH_ATTRIBUTES.items():
         if name not in listed.stdout:
             subprocess.run(
-                [*temporal, "create", *address, "--name", name, "--type", "Keyword"],
+                [*temporal, "create", *address, "--name", name, "--type", kind],
                 check=True, capture_output=True,
             )  # fmt: skip
 
