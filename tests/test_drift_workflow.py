@@ -377,3 +377,20 @@ async def test_a_stopped_instance_is_replaced(client: Client, worker, ec2, elbv2
     instances = (deployed["instances"] - {stopped}) | {fleet_now["app-1-g1"]}
     assert await asyncio.to_thread(inventory) == {**deployed, "instances": instances}
     assert set(fleet(elbv2, ec2, out)) == set(fleet_now.values())
+
+
+async def test_up_puts_back_a_rule_added_by_hand_then_applies_its_change(client: Client, worker, ec2):
+    spec = fast_spec()  # drift reported only: `up` itself puts the deployment back to its spec
+    created = await up(client, worker, spec)
+    out = created.outputs
+    assert out is not None, created.message
+    group = app_group(out)
+    await asyncio.to_thread(ec2.authorize_security_group_ingress, GroupId=group, IpPermissions=[SSH])
+
+    grown = await up(client, worker, changed(spec, count=3))
+
+    assert (grown.operation, grown.outcome) == (Operation.CONVERGE, Outcome.COMPLETED), grown.message
+    rules = (await asyncio.to_thread(ec2.describe_security_groups, GroupIds=[group]))["SecurityGroups"][0]
+    assert [p.get("FromPort") for p in rules["IpPermissions"]] == [spec.app.port]
+    status = await status_of(client, spec.deployment_id)
+    assert status.state.drift is not None and not status.state.drift.drifted

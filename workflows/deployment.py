@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         refused_move,
         with_fleet,
     )
-    from models.diff import Action, describe, diff, inapplicable
+    from models.diff import Action, ResourceAction, describe, diff, inapplicable
     from models.drift import CheckInput, Drift, DriftItem, DriftReport, RepairInput, RepairResult
     from models.live import InspectInput, LiveDeployment
     from models.naming import DEPLOYMENT_TAG
@@ -79,6 +79,9 @@ MIN_EVENTS_TO_SHED = 10
 MAX_IDLE_EVENTS = 1000
 """Drift checks add a few events each to a run that waits between operations: past this many, the
 run continues as new after its next check (most of a day of ten-minute checks)."""
+UP_UNDOES_DRIFT = "up-undoes-drift"
+"""The patch that made `up` put back, in place, what was changed by hand when the change is otherwise
+refused; runs recorded before it refused."""
 DRIFT_AND_TTL = "drift-checks-and-ttl"
 """The patch that gave the idle run loop its timers (drift checks, time-to-live): runs recorded before
 it waited for an update only, and replay so."""
@@ -511,8 +514,19 @@ class DeploymentWorkflow:
         if not live.exists:
             return await self._create(spec)
         actions = diff(spec, live)
-        # What neither a create nor the converge applies.
-        refused = [a for a in inapplicable(actions) if not completed_by_create(a, actions)]
+        refused = refusals(actions)
+        # A rule or tag changed by hand makes a change look inapplicable: the spec wins, then compare.
+        current = state.spec
+        if (
+            refused
+            and current is not None
+            and self._repairing is None
+            and workflow.patched(UP_UNDOES_DRIFT)
+            and await self._undo_drift(current)
+        ):
+            live = await self._inspect(spec)
+            actions = diff(spec, live)
+            refused = refusals(actions)
         if not refused and needs_create(actions):
             # An incomplete deployment (a create kept or interrupted): find-or-create completes it,
             # as long as no instance has to change too.
@@ -535,6 +549,22 @@ class DeploymentWorkflow:
             self._state.spec = spec
             return self._finish(Operation.NONE, Outcome.UNCHANGED)
         await self._converge(spec, live)
+
+    async def _undo_drift(self, current: DeploymentSpec) -> bool:
+        """`up` declares the deployment: what was changed by hand (an ingress rule, a tag, a target)
+        is put back as the current spec has it before the new spec is compared; True if anything was."""
+        report = await self._check_drift(current)
+        if not report.drifted:
+            return False
+        fixed: RepairResult = await workflow.execute_activity_method(
+            DriftRepairActivities.repair_in_place,
+            RepairInput(scope=self._scope(current), spec=current, report=report, timing=current.timing),
+            summary=f"Put back what was changed by hand in {current.deployment_id} before this `up`",
+            **activity_options(current.timing),
+        )
+        if fixed.fixed:
+            await self._check_drift(current)
+        return bool(fixed.fixed)
 
     async def _inspect(self, spec: DeploymentSpec) -> LiveDeployment:
         """Where the deployment lives (a spec naming another region is refused by the diff)."""
@@ -693,6 +723,11 @@ class DeploymentWorkflow:
             verb = "expired" if state.expired else "expires"
             lines.append(f"- {verb} {state.expires_at:%Y-%m-%d %H:%M:%S} UTC (time-to-live)")
         workflow.set_current_details("\n".join(lines))
+
+
+def refusals(actions: list[ResourceAction]) -> list[ResourceAction]:
+    """What neither a create nor the converge applies."""
+    return [a for a in inapplicable(actions) if not completed_by_create(a, actions)]
 
 
 def _suffix(message: str | None) -> str:
