@@ -33,11 +33,8 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
             found += rows(annotation, f"{path}.")
             continue
         value = None if field.is_required() else field.get_default(call_default_factory=True)
-        default = (
-            "required"
-            if field.is_required()
-            else json.dumps(duration_text(value) if isinstance(value, timedelta) else to_jsonable_python(value))
-        )
+        shown = duration_text(value) if isinstance(value, timedelta) else to_jsonable_python(value)
+        default = "required" if field.is_required() else json.dumps(shown)
         kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         kind = str(annotation).replace("typing.", "") if kind == "list" or " | " in str(annotation) else kind
         if "timedelta" in str(annotation):  # models/spec.py `Duration`: written 90s, 10m, 2h, 1d
