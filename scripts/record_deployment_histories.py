@@ -65,10 +65,11 @@ from models.deployment import (  # noqa: E402
     workflow_id,
 )
 from models.drift import DriftReport  # noqa: E402
-from models.naming import APP_SECURITY_GROUP  # noqa: E402
-from models.resources import DeploymentOutputs, Kind  # noqa: E402
+from models.resources import DeploymentOutputs  # noqa: E402
 from models.spec import DeploymentSpec  # noqa: E402
 from scripts.recording import run, servers, write_history  # noqa: E402
+from tests.support.drift import SSH, app_group, status_of, watched  # noqa: E402
+from tests.support.drift import repaired as repaired_clean  # noqa: E402
 from tests.support.faults import InjectedFault  # noqa: E402
 from tests.support.held_health import HeldHealth  # noqa: E402
 from tests.support.specs import fast_spec  # noqa: E402
@@ -297,30 +298,10 @@ async def changes(client: Client, hooks: Hooks) -> None:
 # The idle loop's timers: drift checks and the time-to-live
 
 
-SSH = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-"""The rule added by hand: a drift `report` shows and `repair` would revoke."""
-
-
-def watched(deployment_id: str, on_drift: str) -> DeploymentSpec:
-    return fast_spec(deployment_id=deployment_id, drift={"check_every": "1s", "on_drift": on_drift})
-
-
 def aws(service: str, spec: DeploymentSpec) -> Any:
     """A client of its own, outside the worker's session: what is changed by hand is not the
     workflow's call (and no hook of the worker's sees it)."""
     return boto3.client(service, region_name=spec.region)
-
-
-def app_group(outputs: DeploymentOutputs) -> str:
-    return next(
-        r.id for r in outputs.resources if r.kind is Kind.SECURITY_GROUP and r.name == APP_SECURITY_GROUP
-    )
-
-
-async def status_of(client: Client, deployment_id: str) -> DeploymentStatus:
-    return await client.get_workflow_handle_for(DeploymentWorkflow.run, workflow_id(deployment_id)).query(
-        DeploymentWorkflow.status
-    )
 
 
 async def checked(client: Client, deployment_id: str, drifted: bool) -> DeploymentStatus:
@@ -342,7 +323,7 @@ async def created(client: Client, spec: DeploymentSpec) -> DeploymentOutputs:
 
 async def reported(client: Client) -> None:
     """`on_drift: report`: a rule added by hand is reported by the timer's check and by `check`."""
-    spec = watched(REPORTED_ID, "report")
+    spec = watched("report", deployment_id=REPORTED_ID)
     group, ec2 = app_group(await created(client, spec)), aws("ec2", spec)
     await checked(client, REPORTED_ID, drifted=False)
     await asyncio.to_thread(ec2.authorize_security_group_ingress, GroupId=group, IpPermissions=[SSH])
@@ -360,7 +341,7 @@ async def reported(client: Client) -> None:
 
 async def repaired(client: Client) -> None:
     """`on_drift: repair`: a target deregistered and a tag removed by hand, put back by the workflow."""
-    spec = watched(REPAIRED_ID, "repair")
+    spec = watched("repair", deployment_id=REPAIRED_ID)
     outputs = await created(client, spec)
     ec2, elbv2, instance = aws("ec2", spec), aws("elbv2", spec), outputs.instance_ids["app-1"]
 
@@ -369,17 +350,7 @@ async def repaired(client: Client) -> None:
         ec2.delete_tags(Resources=[instance], Tags=[{"Key": "Name"}])
 
     await asyncio.to_thread(drift)
-    status = await eventually(
-        lambda: status_of(client, REPAIRED_ID),
-        lambda s: (
-            s.running is None
-            and s.state.last is not None
-            and s.state.last.operation is Operation.REPAIR
-            and s.state.drift is not None
-            and not s.state.drift.drifted
-        ),
-        timeout=60,
-    )
+    status = await repaired_clean(client, REPAIRED_ID)
     last = status.state.last
     assert last is not None
     if last.outcome is not Outcome.COMPLETED:

@@ -17,11 +17,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowUpdateStage
 
-from models.deployment import DeploymentStatus, Operation, Outcome
+from models.deployment import Operation, Outcome
 from models.drift import Drift
 from models.naming import ALIAS_RECORD, APP_SECURITY_GROUP, DEPLOYMENT_TAG
-from models.resources import DeploymentOutputs, Kind
-from models.spec import DeploymentSpec, DriftSpec
+from models.spec import DriftSpec
+from tests.support.drift import SSH, app_group, repaired, status_of, watched
 from tests.support.faults import InjectedFault
 from tests.support.https import hosted_zone, https_spec
 from tests.support.inventory import inventory
@@ -37,19 +37,6 @@ from workflows import search_attributes
 from workflows.deployment import DeploymentWorkflow
 
 EXIT_OK, EXIT_DRIFTED = 0, 5
-SSH = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-
-
-def watched(on_drift: str, **overrides: Any) -> DeploymentSpec:
-    return fast_spec(drift={"check_every": "1s", "on_drift": on_drift}, **overrides)
-
-
-def app_group(out: DeploymentOutputs) -> str:
-    return next(r.id for r in out.resources if r.kind is Kind.SECURITY_GROUP and r.name == APP_SECURITY_GROUP)
-
-
-async def status_of(client: Client, deployment_id: str) -> DeploymentStatus:
-    return await entity(client, deployment_id).query(DeploymentWorkflow.status)
 
 
 async def drift_attribute(client: Client, deployment_id: str) -> bool | None:
@@ -98,21 +85,6 @@ async def test_report_marks_the_deployment_and_changes_nothing(client: Client, w
     await eventually(lambda: drift_attribute(client, spec.deployment_id), lambda v: v is False)
     clean = await run(cli, "check", spec.deployment_id, "--json")
     assert clean.code == EXIT_OK and clean.json()["items"] == []
-
-
-async def repaired(client: Client, deployment_id: str, timeout: float = 60) -> DeploymentStatus:
-    """A repair ended and the check after it found the deployment clean."""
-    return await eventually(
-        lambda: status_of(client, deployment_id),
-        lambda s: (
-            s.running is None
-            and s.state.last is not None
-            and s.state.last.operation is Operation.REPAIR
-            and s.state.drift is not None
-            and not s.state.drift.drifted
-        ),
-        timeout=timeout,
-    )
 
 
 async def test_repair_undoes_a_rule_a_deregistered_target_a_removed_tag_and_a_deleted_nat(

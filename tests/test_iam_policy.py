@@ -22,6 +22,7 @@ from models.naming import DEPLOYMENT_TAG
 from models.resources import Scope, TeardownInput
 from models.spec import DeploymentSpec
 from tests.support.aws_calls import ActionRecorder, AwsCall
+from tests.support.drift import SSH, app_group, repaired
 from tests.support.faults import InjectedFault
 from tests.support.https import hosted_zone, https_spec
 from tests.support.iam_policy import (
@@ -41,7 +42,6 @@ from tests.support.waiting import eventually
 from tests.support.workers import running_worker
 from tests.test_converge import converge, in_place
 from tests.test_deployment_workflow import entity, up
-from tests.test_drift_workflow import SSH, app_group, repaired
 from workflows.deploy import DeployWorkflow
 from workflows.deployment import DeploymentWorkflow
 from workflows.teardown import TeardownWorkflow
