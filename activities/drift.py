@@ -31,11 +31,12 @@ from activities.live import (
     LIVE_INSTANCE_STATES,
     LIVE_NAT_STATES,
     instance_facts,
+    load_balancer_facts,
     read_live,
     route_table_resource,
     security_group_resource,
     subnet_resource,
-    target_group_settings,
+    target_group_facts,
 )
 from activities.live_https import listener_facts
 from activities.tags import tags_for
@@ -249,16 +250,12 @@ def _instance(ec2: Any, instance_id: str, app_port: str | None) -> Found:
 
 def _target_group(elbv2: Any, arn: str) -> LiveResource:
     group = _one(elbv2.describe_target_groups(TargetGroupArns=[arn]), "TargetGroups")
-    facts = {"port": str(group["Port"]), **target_group_settings(elbv2, group)}
-    return LiveResource(kind=Kind.TARGET_GROUP, name=arn, id=arn, facts=facts)
+    return LiveResource(kind=Kind.TARGET_GROUP, name=arn, id=arn, facts=target_group_facts(elbv2, group))
 
 
 def _load_balancer(elbv2: Any, arn: str) -> LiveResource:
     balancer = _one(elbv2.describe_load_balancers(LoadBalancerArns=[arn]), "LoadBalancers")
-    zones = sorted(z["ZoneName"] for z in balancer.get("AvailabilityZones", []))
-    return LiveResource(
-        kind=Kind.LOAD_BALANCER, name=arn, id=arn, facts={"availability_zones": ", ".join(zones)}
-    )
+    return LiveResource(kind=Kind.LOAD_BALANCER, name=arn, id=arn, facts=load_balancer_facts(balancer))
 
 
 def _listener(elbv2: Any, arn: str) -> LiveResource:

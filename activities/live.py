@@ -162,8 +162,9 @@ def instance_facts(instance: dict[str, Any], app_port: str | None) -> dict[str, 
     }
 
 
-def target_group_settings(elbv2: Any, group: dict[str, Any]) -> dict[str, str]:
-    """The settings a converge changes in place (models/resources.py `TargetGroupSettings`)."""
+def target_group_facts(elbv2: Any, group: dict[str, Any]) -> dict[str, str]:
+    """Its port, and the settings a converge changes in place (models/resources.py
+    `TargetGroupSettings`)."""
     attributes = elbv2.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])["Attributes"]
     delay = next((a["Value"] for a in attributes if a["Key"] == DEREGISTRATION_DELAY), None)
     facts = {
@@ -173,7 +174,12 @@ def target_group_settings(elbv2: Any, group: dict[str, Any]) -> dict[str, str]:
         "unhealthy_threshold": str(group.get("UnhealthyThresholdCount", "")),
         "deregistration_delay_seconds": delay or "",
     }
-    return {field: value for field, value in facts.items() if value}
+    return {"port": str(group["Port"]), **{field: value for field, value in facts.items() if value}}
+
+
+def load_balancer_facts(balancer: dict[str, Any]) -> dict[str, str]:
+    zones = sorted(z["ZoneName"] for z in balancer.get("AvailabilityZones", []))
+    return {"availability_zones": ", ".join(zones)}
 
 
 def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
@@ -182,7 +188,7 @@ def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
     group = find_by_name(elbv2, TARGET_GROUPS, target_group_name(scope.deployment_id))
     group_tags = tags_of(elbv2, group["TargetGroupArn"]) if group is not None else []
     if group is not None and owned_by(group_tags, scope):
-        facts = {"port": str(group["Port"]), **target_group_settings(elbv2, group)}
+        facts = target_group_facts(elbv2, group)
         name = tag_value(group_tags, RESOURCE_TAG) or TARGET_GROUP
         found.append(LiveResource(kind=Kind.TARGET_GROUP, name=name, id=group["TargetGroupArn"], facts=facts))
     balancer = find_by_name(elbv2, LOAD_BALANCERS, load_balancer_name(scope.deployment_id))
@@ -192,13 +198,12 @@ def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
     tags = tags_of(elbv2, arn)
     if not owned_by(tags, scope):
         return found
-    zones = sorted(z["ZoneName"] for z in balancer.get("AvailabilityZones", []))
     found.append(
         LiveResource(
             kind=Kind.LOAD_BALANCER,
             name=tag_value(tags, RESOURCE_TAG) or LOAD_BALANCER,
             id=arn,
-            facts={"availability_zones": ", ".join(zones)},
+            facts=load_balancer_facts(balancer),
         )
     )
     listeners = elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
