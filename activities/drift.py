@@ -40,7 +40,7 @@ from activities.live import (
 )
 from activities.live_https import listener_facts
 from activities.tags import tags_for
-from models.drift import CheckInput, DriftReport, find_drift, known_resources, resolved
+from models.drift import EC2_KINDS, ELB_KINDS, CheckInput, DriftReport, find_drift, known_resources, resolved
 from models.live import LiveDeployment, LiveResource
 from models.naming import APP_GROUP, listener
 from models.resources import DeploymentOutputs, Kind, ResourceKey, Scope
@@ -50,10 +50,6 @@ NAT_GATEWAY_ID = re.compile(r"^nat-[0-9a-f]{8,17}$")
 names, `nat-<az>`, are not hex)."""
 NOT_FOUND = "not found"
 """The state of a resource that a describe by its id no longer finds."""
-EC2_KINDS = frozenset(
-    {Kind.SUBNET, Kind.ELASTIC_IP, Kind.NAT_GATEWAY, Kind.ROUTE_TABLE, Kind.SECURITY_GROUP, Kind.INSTANCE}
-)
-ELB_KINDS = frozenset({Kind.TARGET_GROUP, Kind.LOAD_BALANCER, Kind.LISTENER})
 DESCRIBE_TAGS_IDS = 200
 """Resource ids per DescribeTags filter (EC2 takes up to 200 values in one filter)."""
 ELB_TAGS_ARNS = 20

@@ -36,17 +36,13 @@ from activities.security_groups import authorize, has_rule
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats
 from models import naming
-from models.drift import Drift, DriftItem, RepairInput, RepairResult
+from models.drift import EC2_KINDS, ELB_KINDS, Drift, DriftItem, RepairInput, RepairResult
 from models.resources import IngressRule, Kind, ResourceKey, Scope
 from models.spec import DeploymentSpec
 
 TAG_FIELD = "tag:"
 INGRESS_FIELD = "ingress"
 TARGET_FIELD = "target"
-ELBV2_KINDS = frozenset({Kind.TARGET_GROUP, Kind.LOAD_BALANCER, Kind.LISTENER})
-EC2_KINDS = frozenset(
-    {Kind.SUBNET, Kind.ELASTIC_IP, Kind.NAT_GATEWAY, Kind.ROUTE_TABLE, Kind.SECURITY_GROUP, Kind.INSTANCE}
-)
 SECURITY_GROUPS = frozenset({naming.ALB_SECURITY_GROUP, naming.APP_SECURITY_GROUP})
 """The deployment's groups: a rule whose source is one of them names it by its logical name."""
 REGISTERABLE_STATES = frozenset({"pending", "running"})
@@ -175,7 +171,7 @@ class _Repair:
         ):
             return False
         tags = [{"Key": key, "Value": item.expected}]
-        if item.kind in ELBV2_KINDS:
+        if item.kind in ELB_KINDS:
             self._elbv2.add_tags(ResourceArns=[item.id], Tags=tags)
         elif item.kind in EC2_KINDS:
             self._ec2.create_tags(Resources=[item.id], Tags=tags)

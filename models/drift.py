@@ -121,6 +121,11 @@ class RepairResult(BaseModel):
 
 # The comparison itself: pure, over what activities/drift.py read.
 
+EC2_KINDS = frozenset(
+    {Kind.SUBNET, Kind.ELASTIC_IP, Kind.NAT_GATEWAY, Kind.ROUTE_TABLE, Kind.SECURITY_GROUP, Kind.INSTANCE}
+)
+ELB_KINDS = frozenset({Kind.TARGET_GROUP, Kind.LOAD_BALANCER, Kind.LISTENER})
+"""Which API reads and writes a resource's tags (ec2 DescribeTags/CreateTags, elbv2 DescribeTags/AddTags)."""
 OUT_OF_SCOPE = frozenset({Kind.TARGET_REGISTRATION})
 """Not compared as a resource: the registrations (each target is, below)."""
 NOT_LOOKED_UP = frozenset({Kind.CERTIFICATE, Kind.DNS_RECORD, *OUT_OF_SCOPE})
