@@ -389,11 +389,8 @@ class DeploymentWorkflow:
         self._repairing = report.items
         self._started(Operation.REPAIR, None, DeploymentPhase.CONVERGING)
         try:
-            fixed: RepairResult = await workflow.execute_activity_method(
-                DriftRepairActivities.repair_in_place,
-                RepairInput(scope=self._scope(spec), spec=spec, report=report, timing=spec.timing),
-                summary=f"Repair {self._state.deployment_id} in place: {len(report.items)} difference(s)",
-                **activity_options(spec.timing),
+            fixed = await self._repair_in_place(
+                spec, report, f"Repair {spec.deployment_id} in place: {len(report.items)} difference(s)"
             )
             untagged = sorted({i.id or i.name for i in fixed.left if i.field == f"tag:{DEPLOYMENT_TAG}"})
             if untagged:  # read by tags, they would look missing and get twins
@@ -425,6 +422,15 @@ class DeploymentWorkflow:
             )
         finally:
             self._repairing = None
+
+    async def _repair_in_place(self, spec: DeploymentSpec, report: DriftReport, summary: str) -> RepairResult:
+        """Tags, ingress rules and target registrations put back as `spec` has them."""
+        return await workflow.execute_activity_method(
+            DriftRepairActivities.repair_in_place,
+            RepairInput(scope=self._scope(spec), spec=spec, report=report, timing=spec.timing),
+            summary=summary,
+            **activity_options(spec.timing),
+        )
 
     async def _gone_for_good(self, spec: DeploymentSpec, left: list[DriftItem]) -> None:
         """A NAT gateway deleted outside the deployment holds its Elastic IP until AWS has finished
@@ -556,11 +562,8 @@ class DeploymentWorkflow:
         report = await self._check_drift(current)
         if not report.drifted:
             return False
-        fixed: RepairResult = await workflow.execute_activity_method(
-            DriftRepairActivities.repair_in_place,
-            RepairInput(scope=self._scope(current), spec=current, report=report, timing=current.timing),
-            summary=f"Put back what was changed by hand in {current.deployment_id} before this `up`",
-            **activity_options(current.timing),
+        fixed = await self._repair_in_place(
+            current, report, f"Put back what was changed by hand in {current.deployment_id} before this `up`"
         )
         if fixed.fixed:
             await self._check_drift(current)
