@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from cli.errors import UserError
 from cli.spec_file import load_spec, parse_assignment
-from models.spec import DeploymentSpec, NatMode
+from models.spec import DeploymentSpec, NatMode, duration_text
 
 
 def test_defaults_are_the_tutorial():
@@ -60,7 +62,18 @@ BAD = [
     ({"instance": {"count": 2}}, "instance: unknown setting"),
     ({"tags": {"Name": "x"}}, "reserved"),
     ({"instances": {"count": "two"}}, "instances.count: Input should be a valid integer"),
+    ({"ttl": "2x"}, "ttl: '2x' is not a duration; write e.g. 90s, 10m, 2h, 1d or 1h30m"),
+    ({"ttl": "0s"}, "ttl: at least 1s"),
+    ({"ttl": "400d"}, "at most a year"),
+    ({"drift": {"check_every": "0.5"}}, "drift.check_every: at least 1s between checks"),
+    ({"drift": {"on_drift": "fix"}}, "drift.on_drift: Input should be 'report' or 'repair'"),
 ]  # fmt: skip
+
+
+def test_durations_are_written_as_users_write_them():
+    spec = load_spec(None, {"ttl": "1h30m", "drift": {"check_every": "0"}})
+    assert spec.ttl == timedelta(minutes=90) and spec.drift.check_every == timedelta(0)
+    assert duration_text(spec.ttl) == "1h30m" and load_spec(None, {"ttl": "45"}).ttl == timedelta(seconds=45)
 
 
 @pytest.mark.parametrize(("values", "expected"), BAD, ids=[e for _, e in BAD])
