@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -18,6 +19,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from activities import AwsClients
+from models.deployment import DownRequest, Outcome
 from models.naming import DEPLOYMENT_TAG, RESOURCE_TAG, private_subnet
 from models.resources import Scope, TeardownInput
 from models.spec import DeploymentSpec
@@ -27,9 +29,12 @@ from tests.support.eventual_aws import EventualAws
 from tests.support.faults import InjectedFault, OperationFaults, TransientStorm
 from tests.support.inventory import REGION, added, inventory
 from tests.support.specs import FAST_TIMING, fast_spec
+from tests.support.workers import running_worker
+from tests.test_deployment_workflow import entity, up
 from tests.test_rollback import fault_matrix, inject
 from tests.test_storm import STORM_TIMING, assert_exactly_the_tutorial
 from workflows.deploy import DeployWorkflow
+from workflows.deployment import DeploymentWorkflow
 from workflows.teardown import TeardownWorkflow
 
 WINDOW = 2.0
@@ -254,3 +259,26 @@ async def test_down_deletes_a_twin(client, aws: AwsClients, worker):
 
     assert inventory() == before  # both twins went
     assert tagged_with(deployment.deployment_id) == []
+
+
+async def test_a_check_right_after_a_change_waits_out_the_window_and_finds_no_drift(
+    client: Client, aws: AwsClients, eventual: EventualAws
+):
+    """A check waits until what the last operation made is visible to every call. Here the stand-in
+    cannot show the harm of not waiting (registering a target already waits out its instance's
+    window); on AWS each API's view converges on its own, DescribeTags and filtered describes too."""
+    deployment = spec()
+    async with running_worker(client, aws) as worker:
+        created = await up(client, worker, deployment)
+        assert created.outcome is Outcome.COMPLETED, created.message
+        grown = await up(client, worker, deployment.model_copy(update={"instances": {"count": 3}}))
+        assert grown.outcome is Outcome.COMPLETED and grown.finished_at is not None, grown.message
+        report = await entity(client, deployment.deployment_id).execute_update(DeploymentWorkflow.check)
+        down_result = await entity(client, deployment.deployment_id).execute_update(
+            DeploymentWorkflow.down, DownRequest()
+        )
+
+    assert sum(eventual.refused.values()) + sum(eventual.hidden.values()) > 0  # the window was emulated
+    assert report.items == []
+    assert report.checked_at - grown.finished_at >= timedelta(seconds=TIMING["consistency_window_seconds"])
+    assert down_result.outcome is Outcome.COMPLETED

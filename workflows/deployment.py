@@ -354,8 +354,16 @@ class DeploymentWorkflow:
     # Drift
 
     async def _check_drift(self, spec: DeploymentSpec) -> DriftReport:
-        """Read-only: the report becomes the deployment's drift (status, UI, DeploymentDrift)."""
+        """Read-only: the report becomes the deployment's drift (status, UI, DeploymentDrift).
+
+        Not before the last operation's resources are visible to every call (EC2 and ELBv2 are
+        eventually consistent): a check right after a create would report them missing."""
         state = self._state
+        last = state.last.finished_at if state.last is not None else None
+        if last is not None:
+            settled = last + timedelta(seconds=spec.timing.consistency_window_seconds)
+            if settled > workflow.now():
+                await workflow.sleep(settled - workflow.now(), summary="until AWS shows what was just made")
         report: DriftReport = await workflow.execute_activity_method(
             DriftActivities.check_drift,
             CheckInput(scope=self._scope(spec), spec=spec, outputs=state.outputs, timing=spec.timing),
