@@ -11,16 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import boto3
-import moto.settings
 import pytest
-from moto.server import ThreadedMotoServer
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import AwsClients
 from tests.support.dataplane import RunningDataPlane, running_dataplane
-from tests.support.servers import free_port, reset_moto, start_dev_server
+from tests.support.servers import free_port, reset_moto, start_dev_server, start_moto
 from tests.support.workers import running_worker
 
 REGION = "ap-northeast-2"
@@ -32,19 +30,16 @@ test); whole seconds: moto reads the setting as an int."""
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    # moto reads MOTO_ACM_VALIDATION_WAIT when first imported: the server here is in this process and
-    # imported already, so its setting is set directly; the variable is for moto servers started later
-    # by processes this session starts.
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # For this session's moto server, and any that processes this session start.
     os.environ["MOTO_ACM_VALIDATION_WAIT"] = str(ACM_VALIDATION_WAIT_SECONDS)
-    moto.settings.ACM_VALIDATION_WAIT = ACM_VALIDATION_WAIT_SECONDS
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = start_moto(port, tmp_path_factory.mktemp("moto") / "moto.log")
     url = f"http://127.0.0.1:{port}"
     warm_up(url)
     yield url
-    server.stop()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 def warm_up(url: str) -> None:

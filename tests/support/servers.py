@@ -60,6 +60,23 @@ async def start_dev_server() -> Any:
     )
 
 
+def start_moto(port: int, log: Path, timeout: float = 60) -> subprocess.Popen:
+    """A moto server in its own process, as the demo runs it: in the tests' process it would share
+    their interpreter lock with the worker's threads, and answer late whenever they compute."""
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [str(venv_binary("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"moto server did not start on port {port}; see {log}")
+        time.sleep(0.1)
+    return process
+
+
 def reset_moto(url: str) -> None:
     request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
