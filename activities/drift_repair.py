@@ -32,6 +32,7 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, is_not_found
+from activities.live import ingress_rules
 from activities.security_groups import authorize, has_rule
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats
@@ -76,26 +77,6 @@ def wanted_ingress(spec: DeploymentSpec) -> dict[str, dict[str, WantedRule]]:
         naming.ALB_SECURITY_GROUP: {rule.text: rule for rule in alb},
         naming.APP_SECURITY_GROUP: {rule.text: rule for rule in app},
     }
-
-
-def live_rules(group: dict[str, Any], names: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    """Each rule of a described group: its text as activities/live.py writes it (a group of the
-    deployment by its logical name, from `names`), and the permission that revokes it: the source
-    entry as described, description included (AWS ignores it; moto matches a source group only
-    with it)."""
-    rules = []
-    for permission in group.get("IpPermissions", []):
-        exact = {k: permission[k] for k in ("IpProtocol", "FromPort", "ToPort") if k in permission}
-        text = f"{permission.get('IpProtocol')}/{permission.get('FromPort')} from "
-        rules += [(text + r["CidrIp"], {**exact, "IpRanges": [r]}) for r in permission.get("IpRanges", [])]
-        rules += [
-            (
-                text + names.get(p["GroupId"], p["GroupId"]),
-                {**exact, "UserIdGroupPairs": [p]},
-            )
-            for p in permission.get("UserIdGroupPairs", [])
-        ]
-    return rules
 
 
 class DriftRepairActivities:
@@ -215,7 +196,7 @@ class _Repair:
 
     def _revoke(self, group: dict[str, Any], text: str, names: dict[str, str]) -> None:
         """Every live rule the text names; none listed means revoked already."""
-        for shown, permission in live_rules(group, names):
+        for shown, permission in ingress_rules(group, names):
             if shown != text:
                 continue
             try:

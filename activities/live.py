@@ -114,20 +114,49 @@ def route_table_resource(table: dict[str, Any], names: dict[str, str]) -> LiveRe
     )
 
 
-def security_group_resource(group: dict[str, Any], names: dict[str, str]) -> LiveResource:
+RULE_SOURCES = {
+    "IpRanges": "CidrIp",
+    "Ipv6Ranges": "CidrIpv6",
+    "PrefixListIds": "PrefixListId",
+    "UserIdGroupPairs": "GroupId",
+}
+"""Where an ingress permission lists its sources, and each source entry's key."""
+
+
+def rule_ports(permission: dict[str, Any]) -> str:
+    """`tcp/80`, `tcp/8000-8100`, `icmp` (every type) or `all` (every protocol): the whole range, so
+    that a rule opening more than the deployment's port never reads as the deployment's rule."""
+    protocol = str(permission.get("IpProtocol", "-1"))
+    if protocol == "-1":
+        return "all"
+    low, high = permission.get("FromPort"), permission.get("ToPort")
+    if low is None or low == -1:
+        return protocol
+    return f"{protocol}/{low}" if high in (None, low) else f"{protocol}/{low}-{high}"
+
+
+def ingress_rules(group: dict[str, Any], names: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """Each ingress rule of a described group, one per source (IPv4 and IPv6 ranges, prefix lists,
+    groups): its text (`tcp/22 from ::/0`; a group by its name in `names`, else its id), and the
+    permission that revokes exactly it, the source entry as described (AWS ignores its description;
+    moto matches a source group only with it)."""
     rules = []
     for permission in group.get("IpPermissions", []):
-        port = f"{permission.get('IpProtocol')}/{permission.get('FromPort')}"
-        rules += [f"{port} from {r['CidrIp']}" for r in permission.get("IpRanges", [])]
-        rules += [
-            f"{port} from {names.get(p['GroupId'], p['GroupId'])}"
-            for p in permission.get("UserIdGroupPairs", [])
-        ]
+        exact = {k: permission[k] for k in ("IpProtocol", "FromPort", "ToPort") if k in permission}
+        for sources, key in RULE_SOURCES.items():
+            for source in permission.get(sources, []):
+                text = f"{rule_ports(permission)} from {names.get(source[key], source[key])}"
+                rules.append((text, {**exact, sources: [source]}))
+    return rules
+
+
+def security_group_resource(group: dict[str, Any], names: dict[str, str]) -> LiveResource:
+    rules = sorted(text for text, _ in ingress_rules(group, names))
     return LiveResource(
         kind=Kind.SECURITY_GROUP,
         name=_name(group, group["GroupId"]),
         id=group["GroupId"],
-        facts={"ingress": ", ".join(sorted(rules)) or "none"},
+        facts={"ingress": ", ".join(rules) or "none"},
     )
 
 

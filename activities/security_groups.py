@@ -134,8 +134,11 @@ def _permission(rule: IngressRule) -> dict[str, Any]:
 
 
 def has_rule(permissions: list[dict[str, Any]], rule: IngressRule) -> bool:
+    """Only the exact rule counts: a port range that holds the port is someone else's rule, which a
+    drift repair revokes (activities/live.py reads it as `tcp/80-90`)."""
     for permission in permissions:
-        if permission.get("IpProtocol") != "tcp" or permission.get("FromPort") != rule.port:
+        ports = (permission.get("IpProtocol"), permission.get("FromPort"), permission.get("ToPort"))
+        if ports != ("tcp", rule.port, rule.port):
             continue
         cidrs = {r.get("CidrIp") for r in permission.get("IpRanges", [])}
         groups = {p.get("GroupId") for p in permission.get("UserIdGroupPairs", [])}

@@ -48,8 +48,9 @@ class CidrRule(Frozen):
 
 
 def cidr_rules(ingress: str) -> list[CidrRule]:
-    """The CIDR rules of a security group's `ingress` fact (activities/live.py: `tcp/80 from
-    0.0.0.0/0, ...`); rules from another group are not CIDR rules and are left out."""
+    """The IPv4 CIDR rules on one TCP port of a security group's `ingress` fact (activities/live.py:
+    `tcp/80 from 0.0.0.0/0, ...`), the only ones the deployment makes; any other (a source group, an
+    IPv6 range, a prefix list, a port range) is drift for the check and the repair, never a listener's."""
     rules = []
     for rule in ingress.split(", "):
         protocol_port, _, source = rule.partition(" from ")

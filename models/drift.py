@@ -9,9 +9,9 @@ How each difference is written (the check writes them, the repair reads them):
 - a resource gone: MISSING, no field, `id` the id it had (when known);
 - a resource not asked for (an extra instance carrying the deployment's tag): EXTRA, no field, its id;
 - a fact (`instance_type`, `default_route`, `health_check_path`, ...): CHANGED, the field, both values;
-- an ingress rule, one item per rule, field `ingress`, written as activities/live.py reads rules
-  (`tcp/22 from 0.0.0.0/0`; a source group of the deployment by logical name, another by id): EXTRA
-  with `actual`, or MISSING with `expected`;
+- an ingress rule, one item per rule and source, field `ingress`, written as activities/live.py reads
+  rules (`tcp/22 from 0.0.0.0/0`, `tcp/8000-8100 from ::/0`, `all from pl-0abc`; a source group of the
+  deployment by logical name, another by id): EXTRA with `actual`, or MISSING with `expected`;
 - a target of the target group (kind TARGET_GROUP, its id the group's ARN), field `target`: EXTRA with
   `actual` the foreign target's id, or MISSING with `expected` our instance's id (not registered, or
   draining);

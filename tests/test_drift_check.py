@@ -134,6 +134,42 @@ async def test_an_added_and_a_removed_ingress_rule_are_one_item_each(
     ]
 
 
+async def test_rules_the_deployment_never_makes_are_named_whole(client: Client, worker: Worker, aws, ec2):
+    """IPv6 ranges, prefix lists, every protocol and port ranges: each is its own rule, and a range
+    that holds the listener's port is not the listener's rule."""
+    spec = fast_spec()
+    outputs = await deploy(client, worker, spec)
+    app, alb = outputs.app_security_group_id, outputs.alb_security_group_id
+    offices = ec2.create_managed_prefix_list(
+        PrefixListName="offices", MaxEntries=2, AddressFamily="IPv4", Entries=[{"Cidr": "192.0.2.0/24"}]
+    )["PrefixList"]["PrefixListId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=app,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+            {"IpProtocol": "-1", "PrefixListIds": [{"PrefixListId": offices}]},
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+        ],
+    )
+    ec2.authorize_security_group_ingress(
+        GroupId=alb,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 90, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+    ec2.revoke_security_group_ingress(
+        GroupId=alb, IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp="0.0.0.0/0"
+    )
+
+    assert words(check(aws, spec, outputs)) == [
+        f"sg-alb ({alb}) extra ingress: tcp/80-90 from 0.0.0.0/0",
+        f"sg-alb ({alb}) missing ingress: tcp/80 from 0.0.0.0/0",
+        f"sg-app ({app}) extra ingress: all from {offices}",
+        f"sg-app ({app}) extra ingress: icmp from 10.0.0.0/8",
+        f"sg-app ({app}) extra ingress: tcp/22 from ::/0",
+    ]
+
+
 async def test_a_deregistered_target_is_missing(client: Client, worker: Worker, aws, elbv2):
     spec = fast_spec()
     outputs = await deploy(client, worker, spec)

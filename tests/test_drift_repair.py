@@ -59,7 +59,10 @@ def ingress(ec2: Any, group_id: str) -> set[tuple]:
             r["IpProtocol"],
             r.get("FromPort"),
             r.get("ToPort"),
-            r.get("CidrIpv4") or r.get("ReferencedGroupInfo", {}).get("GroupId"),
+            r.get("CidrIpv4")
+            or r.get("CidrIpv6")
+            or r.get("PrefixListId")
+            or r.get("ReferencedGroupInfo", {}).get("GroupId"),
             r.get("Description"),
             frozenset((t["Key"], t["Value"]) for t in r.get("Tags", [])),
         )
@@ -173,9 +176,29 @@ async def test_ingress_rules_are_put_back_exactly_and_a_second_run_changes_nothi
     vpc = out.vpc_id
     other = ec2.create_security_group(GroupName="someone-else", Description="not ours", VpcId=vpc)["GroupId"]
 
-    # Someone opens SSH and a port range, lets another group in, and closes both of ours.
+    offices = ec2.create_managed_prefix_list(
+        PrefixListName="offices", MaxEntries=2, AddressFamily="IPv4", Entries=[{"Cidr": "192.0.2.0/24"}]
+    )["PrefixList"]["PrefixListId"]
+
+    # Someone opens SSH to IPv4 and IPv6, a port range, everything to a prefix list, lets another
+    # group in, and closes both of ours; the listener's port stays open only through a wider range.
     ec2.authorize_security_group_ingress(
         GroupId=app, CidrIp="0.0.0.0/0", IpProtocol="tcp", FromPort=22, ToPort=22
+    )
+    ec2.authorize_security_group_ingress(
+        GroupId=app,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}
+        ],
+    )
+    ec2.authorize_security_group_ingress(
+        GroupId=app, IpPermissions=[{"IpProtocol": "-1", "PrefixListIds": [{"PrefixListId": offices}]}]
+    )
+    ec2.authorize_security_group_ingress(
+        GroupId=alb,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 90, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
     )
     ec2.authorize_security_group_ingress(
         GroupId=app,
@@ -200,8 +223,11 @@ async def test_ingress_rules_are_put_back_exactly_and_a_second_run_changes_nothi
     )
     items = [
         ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, "tcp/22 from 0.0.0.0/0"),
+        ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, "tcp/22 from ::/0"),
+        ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, f"all from {offices}"),
         ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, f"tcp/3000 from {other}"),
-        ingress_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/8000 from 10.0.0.0/8"),
+        ingress_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/80-90 from 0.0.0.0/0"),
+        ingress_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/8000-8100 from 10.0.0.0/8"),
         ingress_item(out, naming.ALB_SECURITY_GROUP, Drift.MISSING, "tcp/80 from 0.0.0.0/0"),
         ingress_item(
             out, naming.APP_SECURITY_GROUP, Drift.MISSING, f"tcp/3000 from {naming.ALB_SECURITY_GROUP}"
