@@ -31,6 +31,7 @@ from activities.live import (
     LIVE_INSTANCE_STATES,
     LIVE_NAT_STATES,
     instance_facts,
+    listener_facts,
     load_balancer_facts,
     read_live,
     route_table_resource,
@@ -38,7 +39,6 @@ from activities.live import (
     subnet_resource,
     target_group_facts,
 )
-from activities.live_https import listener_facts
 from activities.tags import tags_for
 from models.drift import EC2_KINDS, ELB_KINDS, CheckInput, DriftReport, find_drift, known_resources, resolved
 from models.live import LiveDeployment, LiveResource
@@ -256,4 +256,4 @@ def _load_balancer(elbv2: Any, arn: str) -> LiveResource:
 
 def _listener(elbv2: Any, arn: str) -> LiveResource:
     lsn = _one(elbv2.describe_listeners(ListenerArns=[arn]), "Listeners")
-    return LiveResource(kind=Kind.LISTENER, name=listener(lsn["Port"]), id=arn, facts=listener_facts(lsn))
+    return LiveResource(kind=Kind.LISTENER, name=listener(lsn["Port"]), id=arn, facts=listener_facts(lsn, {}))

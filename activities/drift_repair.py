@@ -1,13 +1,13 @@
-"""Drift repaired in place: tags, ingress rules and target registrations put back as the deployment
-made them. Nothing is made or replaced here: a deleted resource, an extra instance or a changed fact is
-returned in `left`, untouched, for the converge that follows.
+"""Drift repaired in place: tags, ingress rules, target registrations and listeners' default actions
+put back as the deployment made them. Nothing is made or replaced here: a deleted resource, an extra
+instance or a changed fact is returned in `left`, untouched, for the converge that follows.
 
 Items are read as models/drift.py writes them. Temporal may run a repair again (a lost reply, a worker
 that crashed), so each one reads what is live first, writes only what still differs, and takes the
 answers that mean "already so" as done: InvalidPermission.Duplicate on an authorize,
-InvalidPermission.NotFound on a revoke, InvalidTarget on a deregister; RegisterTargets and tagging set
-values and may be repeated. An id AWS no longer knows (the resource went after the check) leaves its
-item for the converge rather than failing the repair.
+InvalidPermission.NotFound on a revoke, InvalidTarget on a deregister; RegisterTargets, ModifyListener
+and tagging set values and may be repeated. An id AWS no longer knows (the resource went after the
+check) leaves its item for the converge rather than failing the repair.
 
 What real AWS does that moto does not, and how it is met here:
 - DeregisterTargets naming a port other than the registered one answers 200 and removes nothing: a
@@ -15,11 +15,13 @@ What real AWS does that moto does not, and how it is met here:
 - A deregistered target is listed `draining` for the deregistration delay (moto: `unused` at once), so
   a run again finds it there: draining counts as leaving. RegisterTargets of our draining instance puts
   it back in service (AWS allows it; ansible/ansible#58995).
-- A revoke must name the rule exactly, both ports included, while a rule's text (activities/live.py)
-  shows only the first port: rules are revoked as DescribeSecurityGroups lists them. AWS may answer a
-  revoke of a rule just gone with success and `UnknownIpPermissions` rather than NotFound: done too.
-- Tagging an existing resource needs its own grant (docs/iam-policy.json `RetagDeploymentResources`,
-  only on resources carrying the deployment tag); moto checks no permission.
+- A revoke must name the rule exactly (both ports, the source entry): rules are revoked as
+  DescribeSecurityGroups lists them, matched by their text (activities/live.py `ingress_rules`). AWS
+  may answer a revoke of a rule just gone with success and `UnknownIpPermissions` rather than
+  NotFound: done too.
+- Tagging an existing resource and changing a listener need their own grants (docs/iam-policy.json
+  `RetagDeploymentResources`, `ChangeAndDeleteOnlyDeploymentLoadBalancing`, only on resources carrying
+  the deployment tag); moto checks no permission.
 """
 
 from __future__ import annotations
@@ -32,18 +34,21 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, is_not_found
-from activities.live import ingress_rules
+from activities.live import default_action_text, ingress_rules
+from activities.load_balancing import TARGET_GROUPS, find_by_name, listener_action, tags_of
 from activities.security_groups import authorize, has_rule
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats
 from models import naming
 from models.drift import EC2_KINDS, ELB_KINDS, Drift, DriftItem, RepairInput, RepairResult
+from models.naming import target_group_name
 from models.resources import IngressRule, Kind, ResourceKey, Scope
 from models.spec import DeploymentSpec
 
 TAG_FIELD = "tag:"
 INGRESS_FIELD = "ingress"
 TARGET_FIELD = "target"
+DEFAULT_ACTION_FIELD = "default_action"
 SECURITY_GROUPS = frozenset({naming.ALB_SECURITY_GROUP, naming.APP_SECURITY_GROUP})
 """The deployment's groups: a rule whose source is one of them names it by its logical name."""
 REGISTERABLE_STATES = frozenset({"pending", "running"})
@@ -133,6 +138,8 @@ class _Repair:
                 return self._ingress(item)
             if item.field == TARGET_FIELD and item.kind is Kind.TARGET_GROUP:
                 return self._target(item)
+            if item.field == DEFAULT_ACTION_FIELD and item.kind is Kind.LISTENER:
+                return self._default_action(item)
         except ClientError as err:
             if is_not_found(err):  # gone since the check: the converge makes it again
                 return False
@@ -219,6 +226,25 @@ class _Repair:
         if not has_rule(group.get("IpPermissions", []), rule):
             key = ResourceKey(scope=self._scope, name=names[group["GroupId"]])
             authorize(self._ec2, group["GroupId"], rule, key)  # a duplicate counts as done
+        return True
+
+    # Listeners
+
+    def _default_action(self, item: DriftItem) -> bool:
+        """The action the spec gives the listener on its port, set again (ModifyListener replaces the
+        default actions and is safe to repeat); left when the target group is gone."""
+        if item.drift is not Drift.CHANGED or item.id is None:
+            return False
+        listener = self._elbv2.describe_listeners(ListenerArns=[item.id])["Listeners"][0]
+        group = find_by_name(self._elbv2, TARGET_GROUPS, target_group_name(self._scope.deployment_id))
+        if group is None or not owned_by(tags_of(self._elbv2, group["TargetGroupArn"]), self._scope):
+            return False
+        https = self._spec.https
+        redirected = https is not None and https.redirect_http and listener["Port"] != https.port
+        action = listener_action(group["TargetGroupArn"], https.port if https and redirected else None)
+        names = {group["TargetGroupArn"]: naming.TARGET_GROUP}
+        if default_action_text(listener["DefaultActions"], names) != default_action_text([action], names):
+            self._elbv2.modify_listener(ListenerArn=item.id, DefaultActions=[action])
         return True
 
     # Targets

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.aws_clients import AwsClients
-from activities.live_https import alias_records, certificates, listener_facts
+from activities.live_https import HTTPS, alias_records, certificates
 from activities.load_balancing import (
     DEREGISTRATION_DELAY,
     LOAD_BALANCERS,
@@ -20,7 +20,7 @@ from activities.load_balancing import (
 )
 from activities.network import DEFAULT_ROUTE
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
-from models.live import LiveDeployment, LiveResource
+from models.live import THEN, LiveDeployment, LiveResource, forward_action, redirect_action
 from models.naming import (
     APP_VERSION_TAG,
     DEFAULT_APP_VERSION,
@@ -211,14 +211,47 @@ def load_balancer_facts(balancer: dict[str, Any]) -> dict[str, str]:
     return {"availability_zones": ", ".join(zones)}
 
 
+def listener_facts(listener: dict[str, Any], names: dict[str, str]) -> dict[str, str]:
+    """What the spec decides of a listener: its default action (a target group by its name in
+    `names`, else its ARN) and, for HTTPS, its TLS policy and certificate."""
+    facts = {"default_action": default_action_text(listener.get("DefaultActions", []), names)}
+    if listener.get("Protocol") != HTTPS:
+        return facts
+    arns = [c["CertificateArn"] for c in listener.get("Certificates", []) if c.get("CertificateArn")]
+    facts["ssl_policy"] = listener.get("SslPolicy", "")
+    if arns:
+        facts["certificate_arn"] = arns[0]
+    return {field: value for field, value in facts.items() if value}
+
+
+def default_action_text(actions: list[dict[str, Any]], names: dict[str, str]) -> str:
+    """`forward to tg-app`, `redirect 301 to HTTPS:443`, `fixed-response 503`, in their order."""
+    parts = []
+    for action in sorted(actions, key=lambda a: a.get("Order", 0)):
+        match action.get("Type"):
+            case "forward":
+                weighted = action.get("ForwardConfig", {}).get("TargetGroups", [])
+                arns = [g["TargetGroupArn"] for g in weighted] or [action.get("TargetGroupArn", "")]
+                parts.append(forward_action(", ".join(sorted(names.get(a, a) for a in arns))))
+            case "redirect":
+                parts.append(redirect_action(action.get("RedirectConfig", {})))
+            case "fixed-response":
+                parts.append(f"fixed-response {action.get('FixedResponseConfig', {}).get('StatusCode', '')}")
+            case other:
+                parts.append(str(other))
+    return THEN.join(parts) or "none"
+
+
 def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
     elbv2 = aws.elbv2(scope.region)
     found: list[LiveResource] = []
     group = find_by_name(elbv2, TARGET_GROUPS, target_group_name(scope.deployment_id))
     group_tags = tags_of(elbv2, group["TargetGroupArn"]) if group is not None else []
+    names: dict[str, str] = {}
     if group is not None and owned_by(group_tags, scope):
         facts = target_group_facts(elbv2, group)
         name = tag_value(group_tags, RESOURCE_TAG) or TARGET_GROUP
+        names[group["TargetGroupArn"]] = name
         found.append(LiveResource(kind=Kind.TARGET_GROUP, name=name, id=group["TargetGroupArn"], facts=facts))
     balancer = find_by_name(elbv2, LOAD_BALANCERS, load_balancer_name(scope.deployment_id))
     if balancer is None:
@@ -241,7 +274,7 @@ def _load_balancing(aws: AwsClients, scope: Scope) -> list[LiveResource]:
             kind=Kind.LISTENER,
             name=listener(lsn["Port"]),
             id=lsn["ListenerArn"],
-            facts=listener_facts(lsn),
+            facts=listener_facts(lsn, names),
         )
         for lsn in listeners
     ]

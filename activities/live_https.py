@@ -44,17 +44,6 @@ def certificates(aws: AwsClients, scope: Scope) -> list[LiveResource]:
     return found
 
 
-def listener_facts(listener: dict[str, Any]) -> dict[str, str]:
-    """What the spec decides of an HTTPS listener: its TLS policy and certificate."""
-    if listener.get("Protocol") != HTTPS:
-        return {}
-    arns = [c["CertificateArn"] for c in listener.get("Certificates", []) if c.get("CertificateArn")]
-    facts = {"ssl_policy": listener.get("SslPolicy", "")}
-    if arns:
-        facts["certificate_arn"] = arns[0]
-    return {field: value for field, value in facts.items() if value}
-
-
 def alias_records(
     aws: AwsClients, scope: Scope, balancer: dict[str, Any], listeners: list[dict[str, Any]]
 ) -> list[LiveResource]:

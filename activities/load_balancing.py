@@ -25,6 +25,7 @@ from activities.errors import aws_errors, client_error_code, ignore_not_found
 from activities.tags import earlier, owned_by, tags_for
 from activities.target_health import naming_unhealthy_targets
 from activities.waits import wait_for
+from models.live import https_redirect
 from models.naming import load_balancer_name, target_group_name
 from models.resources import (
     Deleted,
@@ -112,20 +113,14 @@ def protocol(request: ListenerInput) -> dict[str, Any]:
 
 
 def default_action(request: ListenerInput) -> dict[str, Any]:
+    return listener_action(request.target_group_arn, request.redirect_to_port)
+
+
+def listener_action(target_group_arn: str, redirect_to_port: int | None) -> dict[str, Any]:
     """Forward to the target group, or answer 301 to the same URL over HTTPS."""
-    if request.redirect_to_port is None:
-        return {"Type": "forward", "TargetGroupArn": request.target_group_arn}
-    return {
-        "Type": "redirect",
-        "RedirectConfig": {
-            "Protocol": "HTTPS",
-            "Port": str(request.redirect_to_port),
-            "Host": "#{host}",
-            "Path": "/#{path}",
-            "Query": "#{query}",
-            "StatusCode": "HTTP_301",
-        },
-    }
+    if redirect_to_port is None:
+        return {"Type": "forward", "TargetGroupArn": target_group_arn}
+    return {"Type": "redirect", "RedirectConfig": https_redirect(redirect_to_port)}
 
 
 class LoadBalancingActivities:

@@ -27,9 +27,10 @@ from activities.load_balancing import (
     deregistration_delay,
     health_check_parameters,
     health_check_timeout,
+    listener_action,
 )
 from activities.waits import wait_for
-from models.converge import DrainInput, TargetGroupSettingsInput
+from models.converge import DrainInput, ListenerActionInput, TargetGroupSettingsInput
 from models.resources import Deleted, Kind, RegisterTargetsInput, Resource, TargetsHealthyInput
 
 
@@ -85,6 +86,16 @@ class TargetActivities:
         )
         elbv2.modify_target_group_attributes(TargetGroupArn=arn, Attributes=deregistration_delay(settings))
         return Resource(kind=Kind.TARGET_GROUP, name=request.key.name, id=arn)
+
+    @activity.defn
+    @aws_errors
+    def set_listener_action(self, request: ListenerActionInput) -> Resource:
+        """Forward to the target group, or redirect to HTTPS: ModifyListener sets the default action,
+        so a retry, or the compensation with the action before, is safe to repeat."""
+        action = listener_action(request.target_group_arn, request.redirect_to_port)
+        elbv2 = self._aws.elbv2(request.key.scope.region)
+        elbv2.modify_listener(ListenerArn=request.listener_arn, DefaultActions=[action])
+        return Resource(kind=Kind.LISTENER, name=request.key.name, id=request.listener_arn)
 
     @activity.defn
     @aws_errors

@@ -17,7 +17,7 @@ from datetime import datetime
 from pydantic import Field
 
 from models import naming
-from models.live import LiveDeployment
+from models.live import LiveDeployment, our_http_action
 from models.nat_switch import LiveNetwork, NatSwitch, move_step, nat_switch, retire_step
 from models.plan import PREFLIGHT, PlannedStep, alb_ports, instance_zones, nat_gateway_steps
 from models.resources import DeleteInput, Frozen, Kind, ResourceKey, TargetGroupSettings
@@ -68,6 +68,11 @@ def _is_cidr(text: str) -> bool:
     return True
 
 
+class LiveListener(Frozen):
+    arn: str
+    redirect_to_port: int | None = Field(description="Answers 301 to HTTPS on this port; None: forwards.")
+
+
 class ConvergeInput(Frozen):
     """The desired spec and what is live: the facts InspectWorkflow reads (`from_live`)."""
 
@@ -88,6 +93,9 @@ class ConvergeInput(Frozen):
     network: LiveNetwork | None = Field(
         None, description="NAT gateways, addresses and route tables, live; None: the NAT mode is left."
     )
+    http_listener: LiveListener | None = Field(
+        None, description="The HTTP listener, when its action is one the deployment gives; None: left."
+    )
 
     @classmethod
     def from_live(cls, spec: DeploymentSpec, live: LiveDeployment) -> ConvergeInput:
@@ -98,7 +106,14 @@ class ConvergeInput(Frozen):
         if missing:
             raise ValueError(f"{live.deployment_id} has no {' and no '.join(missing)}: deploy it first")
         alb_group = by_name.get(naming.ALB_SECURITY_GROUP)
+        http = by_name.get(naming.listener(spec.load_balancer.listener_port))
+        ours, redirect = (
+            our_http_action(http.facts.get("default_action", ""), naming.TARGET_GROUP)
+            if http
+            else (False, None)
+        )
         return cls(
+            http_listener=LiveListener(arn=http.id, redirect_to_port=redirect) if http and ours else None,
             spec=spec,
             target_group_arn=by_name[naming.TARGET_GROUP].id,
             app_security_group_id=by_name[naming.APP_SECURITY_GROUP].id,
@@ -155,6 +170,29 @@ class TargetGroupSettingsInput(Frozen):
     key: ResourceKey
     target_group_arn: str
     settings: TargetGroupSettings
+
+
+class ListenerActionInput(Frozen):
+    key: ResourceKey
+    listener_arn: str
+    target_group_arn: str
+    redirect_to_port: int | None = Field(description="301 to HTTPS on this port; None: forward.")
+
+
+class ListenerChange(Frozen):
+    """The HTTP listener between forwarding and redirecting to HTTPS (`https.redirect_http`)."""
+
+    arn: str
+    before: int | None
+    after: int | None
+
+
+def listener_change(request: ConvergeInput) -> ListenerChange | None:
+    https, live = request.spec.https, request.http_listener
+    wanted = https.port if https is not None and https.redirect_http else None
+    if live is None or live.redirect_to_port == wanted:
+        return None
+    return ListenerChange(arn=live.arn, before=live.redirect_to_port, after=wanted)
 
 
 class SettingsChange(Frozen):
@@ -218,11 +256,18 @@ class ConvergePlan(Frozen):
         None, description="Health check and deregistration delay, in place."
     )
     nat: NatSwitch | None = Field(None, description="NAT mode switch (models/nat_switch.py).")
+    listener: ListenerChange | None = Field(None, description="The HTTP listener's action, in place.")
 
     @property
     def changes_nothing(self) -> bool:
         return not (
-            self.scale_in or self.scale_out or self.batches or self.ingress or self.target_group or self.nat
+            self.scale_in
+            or self.scale_out
+            or self.batches
+            or self.ingress
+            or self.target_group
+            or self.nat
+            or self.listener
         )
 
     @property
@@ -296,6 +341,7 @@ def converge_plan(request: ConvergeInput) -> ConvergePlan:
         ingress=ingress_change(request),
         target_group=settings_change(request),
         nat=nat_switch(spec, request.network),
+        listener=listener_change(request),
     )
 
 
@@ -329,6 +375,16 @@ def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
         changed = ", ".join(f"{field} {after[field]}" for field in plan.target_group.fields)
         found.append(
             PlannedStep(key=naming.TARGET_GROUP, summary=f"Target group: {changed}", kind=Kind.TARGET_GROUP)
+        )
+    if plan.listener:
+        port = plan.listener.after
+        action = f"301 to HTTPS {port}" if port is not None else "forward to the target group"
+        found.append(
+            PlannedStep(
+                key=naming.listener(spec.load_balancer.listener_port),
+                summary=f"HTTP listener: {action}",
+                kind=Kind.LISTENER,
+            )
         )
     if plan.needs_preflight:
         found.append(PlannedStep(key=PREFLIGHT, summary="Check the account against the spec"))

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models import naming
 from models.converge import cidr_rules
-from models.live import LiveDeployment, LiveResource
+from models.live import (
+    LiveDeployment,
+    LiveResource,
+    forward_action,
+    https_redirect,
+    our_http_action,
+    redirect_action,
+)
 from models.plan import alb_ports, instance_zones, nat_zones, plan, route_table_zones
 from models.resources import Kind, TargetGroupSettings
 from models.spec import DeploymentSpec
@@ -125,6 +132,7 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
     settings = TargetGroupSettings.of(spec).model_dump()
     facts[naming.TARGET_GROUP] = {"port": str(app.port), **{k: str(v) for k, v in settings.items()}}
     facts[naming.LOAD_BALANCER] = {"availability_zones": ", ".join(sorted(spec.availability_zones))}
+    facts[naming.listener(lb.listener_port)] = {"default_action": http_listener_action(spec)}
     for index, az in enumerate(instance_zones(spec)):
         instance = {"instance_type": spec.instances.instance_type, "availability_zone": az}
         instance["app_port"] = str(app.port)
@@ -134,6 +142,14 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
             instance["ami_id"] = spec.instances.ami_id
         facts[naming.instance(index)] = instance
     return facts | _https_facts(spec)
+
+
+def http_listener_action(spec: DeploymentSpec) -> str:
+    """Forward to the target group, or (HTTPS with `redirect_http`) 301 to HTTPS, as the deploy makes it."""
+    https = spec.https
+    if https is None or not https.redirect_http:
+        return forward_action(naming.TARGET_GROUP)
+    return redirect_action(https_redirect(https.port))
 
 
 def _https_facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
@@ -146,7 +162,11 @@ def _https_facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
     record = domain | ({"hosted_zone_id": https.hosted_zone_id} if https.hosted_zone_id else {})
     brought = {"certificate_arn": https.certificate_arn} if https.certificate_arn else {}
     facts = {
-        naming.listener(https.port): {"ssl_policy": https.ssl_policy, **brought},
+        naming.listener(https.port): {
+            "default_action": forward_action(naming.TARGET_GROUP),
+            "ssl_policy": https.ssl_policy,
+            **brought,
+        },
         naming.ALIAS_RECORD: record,
     }
     if not brought:
@@ -256,10 +276,12 @@ CONVERGE_APPLIES: dict[Kind, set[Action]] = {
     Kind.ELASTIC_IP: {Action.CREATE, Action.DELETE},
     Kind.NAT_GATEWAY: {Action.CREATE, Action.DELETE},
     Kind.ROUTE_TABLE: {Action.CREATE, Action.DELETE},
+    Kind.LISTENER: {Action.UPDATE},
 }
 """What ConvergeWorkflow changes on a live deployment (workflows/converge.py): the instances (scale out
 and in, rolling replacement), the ALB group's allowed CIDR, the target group's health check and
-deregistration delay, the NAT mode (gateways, addresses and route tables made and retired)."""
+deregistration delay, the NAT mode (gateways, addresses and route tables made and retired), the HTTP
+listener between forwarding and redirecting to HTTPS."""
 
 
 def converges(action: ResourceAction) -> bool:
@@ -271,6 +293,13 @@ def converges(action: ResourceAction) -> bool:
     if action.kind is Kind.SECURITY_GROUP:  # the ALB's CIDR, on the ports it has: not a port move
         return action.name == naming.ALB_SECURITY_GROUP and all(
             _ports(change.before) == _ports(change.after) for change in action.changes
+        )
+    if action.kind is Kind.LISTENER:  # forward <-> redirect, between the actions the deployment gives
+        return all(
+            change.field == "default_action"
+            and our_http_action(change.before or "", naming.TARGET_GROUP)[0]
+            and our_http_action(change.after or "", naming.TARGET_GROUP)[0]
+            for change in action.changes
         )
     return True
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models import naming
 from models.diff import Action, ResourceAction, diff
-from models.live import LiveDeployment, LiveResource
+from models.live import FORWARD, THEN, LiveDeployment, LiveResource, forward_action
 from models.resources import DeploymentOutputs, Kind, Scope
 from models.spec import DeploymentSpec, TimingSpec
 
@@ -171,6 +171,11 @@ def _resolved(resource: LiveResource, names: dict[str, str], gone: dict[str, str
         facts["default_route"] = names.get(route) or (f"{route} ({gone[route]})" if route in gone else route)
     if facts.get("ingress") and facts["ingress"] != NONE:
         facts["ingress"] = ", ".join(sorted(_rule_by_name(rule, names) for rule in _split(facts["ingress"])))
+    action = facts.get("default_action", "")
+    if action.startswith(FORWARD) and THEN not in action:  # a listener read by id names groups by ARN
+        facts["default_action"] = forward_action(
+            ", ".join(sorted(names.get(g, g) for g in _split(action[len(FORWARD) :])))
+        )
     return resource.model_copy(update={"name": names.get(resource.id, resource.name), "facts": facts})
 
 

@@ -270,6 +270,40 @@ async def test_a_foreign_target_is_extra(client: Client, worker: Worker, aws, ec
     assert words(report) == [f"tg-app ({group}) extra target: {stray_id} (not an instance of the deployment)"]
 
 
+MAINTENANCE = {
+    "Type": "fixed-response",
+    "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/plain", "MessageBody": "back soon"},
+}
+"""A listener's default action set by hand: a maintenance page instead of the app."""
+
+
+def listener_arn(outputs: DeploymentOutputs, port: int = 80) -> str:
+    return next(
+        r.id for r in outputs.resources if r.kind is Kind.LISTENER and r.name == naming.listener(port)
+    )
+
+
+async def test_a_listener_sent_elsewhere_is_changed(client: Client, worker: Worker, aws, elbv2):
+    spec = fast_spec()
+    outputs = await deploy(client, worker, spec)
+    arn = listener_arn(outputs)
+    elbv2.modify_listener(ListenerArn=arn, DefaultActions=[MAINTENANCE])
+    assert words(check(aws, spec, outputs)) == [
+        f"listener-80 ({arn}) changed default_action: expected forward to tg-app, live fixed-response 503"
+    ]
+
+    # To someone else's target group: named by its ARN, with or without the deployment's outputs.
+    other = elbv2.create_target_group(
+        Name="someone-else", Protocol="HTTP", Port=8080, VpcId=outputs.vpc_id, TargetType="instance"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.modify_listener(ListenerArn=arn, DefaultActions=[{"Type": "forward", "TargetGroupArn": other}])
+    expected = [
+        f"listener-80 ({arn}) changed default_action: expected forward to tg-app, live forward to {other}"
+    ]
+    assert words(check(aws, spec, outputs)) == expected
+    assert words(check(aws, spec, None)) == expected
+
+
 async def test_a_deleted_nat_gateway_is_missing_and_its_route_leads_nowhere(
     client: Client, worker: Worker, aws, ec2
 ):

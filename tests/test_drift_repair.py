@@ -329,6 +329,36 @@ async def test_tags_are_put_back_as_created_on_ec2_and_load_balancing_resources(
     assert allowed(recorder.actions)
 
 
+async def test_a_listeners_action_is_set_again_once(
+    client: Client, worker: Worker, aws: AwsClients, elbv2, recorder: ActionRecorder
+):
+    spec = fast_spec()
+    out = await deploy(client, worker, spec)
+    made = elbv2.describe_listeners(ListenerArns=[out.listener_arn])["Listeners"][0]["DefaultActions"]
+    maintenance = {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}
+    elbv2.modify_listener(ListenerArn=out.listener_arn, DefaultActions=[maintenance])
+    item = DriftItem(
+        name=naming.listener(spec.load_balancer.listener_port),
+        kind=Kind.LISTENER,
+        id=out.listener_arn,
+        drift=Drift.CHANGED,
+        field="default_action",
+        expected="forward to tg-app",
+        actual="fixed-response 503",
+    )
+
+    recorder.calls.clear()  # the deploy's calls
+    assert await repair(aws, spec, item) == RepairResult(fixed=[item], left=[])
+    assert elbv2.describe_listeners(ListenerArns=[out.listener_arn])["Listeners"][0]["DefaultActions"] == made
+    assert writes(recorder) == {"elasticloadbalancing:ModifyListener"}
+    assert allowed(recorder.actions)
+
+    # Temporal runs it again (a lost reply): the same result, and nothing written.
+    recorder.calls.clear()
+    assert await repair(aws, spec, item) == RepairResult(fixed=[item], left=[])
+    assert writes(recorder) == set()
+
+
 async def test_a_foreign_target_leaves_and_our_instance_is_registered_again(
     client: Client, worker: Worker, aws: AwsClients, ec2, elbv2, recorder: ActionRecorder
 ):

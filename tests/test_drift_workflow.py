@@ -17,9 +17,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowUpdateStage
 
+from models import naming
 from models.deployment import Operation, Outcome
 from models.drift import Drift
 from models.naming import ALIAS_RECORD, APP_SECURITY_GROUP, DEPLOYMENT_TAG
+from models.resources import Kind
 from models.spec import DriftSpec
 from tests.support.drift import SSH, app_group, repaired, status_of, watched
 from tests.support.faults import InjectedFault
@@ -328,6 +330,38 @@ async def test_an_https_deployment_checks_clean_and_its_deleted_alias_record_is_
 
     assert [(i.name, i.drift) for i in status.state.last.repaired] == [(ALIAS_RECORD, Drift.MISSING)]
     assert await asyncio.to_thread(inventory) == before  # the same record again, nothing else
+
+
+async def test_listeners_sent_elsewhere_are_put_back_as_made(client: Client, worker, elbv2):
+    """The HTTP listener of an HTTPS deployment redirects, its HTTPS listener forwards: someone
+    points both at a maintenance page, and the repair sets each one's own action again."""
+    hosted_zone()
+    spec = https_spec().model_copy(update={"drift": DriftSpec(check_every="1s", on_drift="repair")})
+    created = await up(client, worker, spec)
+    out = created.outputs
+    assert out is not None, created.message
+    arns = [r.id for r in out.resources if r.kind is Kind.LISTENER]
+    made = await asyncio.to_thread(default_actions, elbv2, arns)
+    assert sorted(a[0]["Type"] for a in made.values()) == ["forward", "redirect"]
+    maintenance = {
+        "Type": "fixed-response",
+        "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/plain", "MessageBody": "back soon"},
+    }
+    for arn in arns:
+        await asyncio.to_thread(elbv2.modify_listener, ListenerArn=arn, DefaultActions=[maintenance])
+
+    status = await repaired(client, spec.deployment_id)
+
+    assert sorted((i.name, i.field, i.actual) for i in status.state.last.repaired) == [
+        (naming.listener(443), "default_action", "fixed-response 503"),
+        (naming.listener(80), "default_action", "fixed-response 503"),
+    ]
+    assert await asyncio.to_thread(default_actions, elbv2, arns) == made
+
+
+def default_actions(elbv2: Any, arns: list[str]) -> dict[str, list[dict[str, Any]]]:
+    listeners = elbv2.describe_listeners(ListenerArns=arns)["Listeners"]
+    return {lsn["ListenerArn"]: lsn["DefaultActions"] for lsn in listeners}
 
 
 async def test_a_stopped_instance_is_replaced(client: Client, worker, ec2, elbv2):

@@ -217,7 +217,8 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
 
     async def drift_repaired_then_down(worker: Worker) -> None:
         # A drift repair puts tags back (CreateTags, AddTags: sent directly, unlike a create's tags),
-        # revokes an added rule, registers a target again and waits for a deleted NAT gateway.
+        # revokes an added rule, registers a target again, sets a listener's action again
+        # (ModifyListener) and waits for a deleted NAT gateway.
         created = await up(client, worker, watched)
         out = created.outputs
         assert out is not None, created.message
@@ -226,6 +227,10 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
         elbv2 = boto3.client("elbv2", region_name=watched.region)
         elbv2.deregister_targets(TargetGroupArn=out.target_group_arn, Targets=[{"Id": instance}])
         elbv2.remove_tags(ResourceArns=[out.target_group_arn], TagKeys=["Name"])
+        elbv2.modify_listener(
+            ListenerArn=out.listener_arn,
+            DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}],
+        )
         ec2.delete_tags(Resources=[instance], Tags=[{"Key": "Name"}])
         await repaired(client, watched.deployment_id)
         await entity(client, watched.deployment_id).execute_update(DeploymentWorkflow.down, DownRequest())
@@ -243,6 +248,7 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
     assert recorder.unknown_services == set(), "add these botocore services to IAM_PREFIXES"
     assert {"ec2:ReplaceRoute", "elasticloadbalancing:DeregisterTargets"} <= recorder.actions
     assert {"ec2:CreateTags", "elasticloadbalancing:AddTags", "ec2:DescribeTags"} <= recorder.actions
+    assert "elasticloadbalancing:ModifyListener" in recorder.actions
     assert {
         "ec2:RevokeSecurityGroupIngress",
         "ec2:ReplaceRouteTableAssociation",

@@ -180,3 +180,56 @@ async def test_an_identity_without_acm_permissions_reads_an_http_deployment(clie
 
     assert denied.failed >= 1
     assert {a.action for a in diff(spec, live)} == {Action.UNCHANGED}
+
+
+async def test_http_stops_and_starts_redirecting_in_place(client, worker, tmp_path, elbv2):
+    """`https.redirect_http` changes the HTTP listener's default action (ModifyListener), nothing else;
+    before, `plan` read no action and `up` reported a changed setting unchanged."""
+    _, spec = await deployed(client, worker)
+    before = inventory()
+    arn = next(r.id for r in (await inspect(client, worker, spec)).resources if r.name == listener(80))
+
+    planned = await plan(client, worker, spec, tmp_path, "https.redirect_http=false")
+    assert planned.code == EXIT_OK, planned.stderr
+    (changed,) = [a for a in planned.json()["actions"] if a["action"] != "unchanged"]
+    assert (changed["name"], changed["action"]) == (listener(80), "update")
+    assert [(c["field"], c["before"], c["after"]) for c in changed["changes"]] == [
+        ("default_action", "redirect 301 to HTTPS:443", "forward to tg-app")
+    ]
+
+    forwarding = await up(client, worker, with_https(spec, redirect_http=False))
+
+    assert forwarding.outcome is Outcome.COMPLETED, forwarding.message
+    (action,) = elbv2.describe_listeners(ListenerArns=[arn])["Listeners"][0]["DefaultActions"]
+    assert (action["Type"], action["TargetGroupArn"]) == ("forward", forwarding.outputs.target_group_arn)
+    assert inventory() == before
+
+    redirecting = await up(client, worker, spec)
+
+    assert redirecting.outcome is Outcome.COMPLETED, redirecting.message
+    (action,) = elbv2.describe_listeners(ListenerArns=[arn])["Listeners"][0]["DefaultActions"]
+    assert action["Type"] == "redirect" and action["RedirectConfig"]["Port"] == "443"
+    assert {a.action for a in diff(spec, await inspect(client, worker, spec))} == {Action.UNCHANGED}
+    assert inventory() == before
+
+
+async def test_a_change_that_fails_later_redirects_again(client, worker, aws, elbv2):
+    """The listener changes before the instances do; a launch that fails rolls the change back, and
+    the listener's compensation sets the redirect it found."""
+    fault = InjectedFault("ec2", "RunInstances", occurrences=set()).install(aws.session)
+    _, spec = await deployed(client, worker)
+    arn = next(r.id for r in (await inspect(client, worker, spec)).resources if r.name == listener(80))
+    made = elbv2.describe_listeners(ListenerArns=[arn])["Listeners"][0]["DefaultActions"]
+    before = inventory()
+    fault.occurrences = {fault.calls + 1}  # the replacement's first launch
+    change = with_https(spec, redirect_http=False)
+    change = change.model_copy(
+        update={"instances": change.instances.model_copy(update={"instance_type": "t3.micro"})}
+    )
+
+    failed = await up(client, worker, change)
+
+    assert failed.outcome is Outcome.FAILED, failed.message
+    assert fault.failed == 1
+    assert elbv2.describe_listeners(ListenerArns=[arn])["Listeners"][0]["DefaultActions"] == made
+    assert inventory() == before

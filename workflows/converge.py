@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         DrainInput,
         IngressChangeInput,
         Launch,
+        ListenerActionInput,
         LiveInstance,
         TargetGroupSettingsInput,
         converge_plan,
@@ -244,8 +245,9 @@ class ConvergeWorkflow(Pausable):
         return DeleteInput(key=self._key(name), waiting=self._deleting())
 
     async def _update_in_place(self) -> list[str]:
-        """Who may reach the ALB, the health check and the deregistration delay: before the instances
-        change (a drain waits out the new delay), each undone by setting the values it found."""
+        """Who may reach the ALB, the health check, the deregistration delay and whether HTTP redirects
+        to HTTPS: before the instances change (a drain waits out the new delay), each undone by setting
+        the values it found."""
         plan, updated = self._plan, []
         if plan.ingress is not None and self._input.alb_security_group_id is not None:
             step = naming.ALB_SECURITY_GROUP
@@ -267,6 +269,20 @@ class ConvergeWorkflow(Pausable):
             )
             self._undo(step, TargetActivities.configure_target_group, before)
             await self._step(step, TargetActivities.configure_target_group, after)
+            updated.append(step)
+        if plan.listener is not None:
+            step = naming.listener(self._input.spec.load_balancer.listener_port)
+            before, after = (
+                ListenerActionInput(
+                    key=self._key(step),
+                    listener_arn=plan.listener.arn,
+                    target_group_arn=self._input.target_group_arn,
+                    redirect_to_port=port,
+                )
+                for port in (plan.listener.before, plan.listener.after)
+            )
+            self._undo(step, TargetActivities.set_listener_action, before)
+            await self._step(step, TargetActivities.set_listener_action, after)
             updated.append(step)
         return updated
 
