@@ -1,6 +1,7 @@
-"""Drift repaired in place: tags, ingress rules, target registrations and listeners' default actions
-put back as the deployment made them. Nothing is made or replaced here: a deleted resource, an extra
-instance or a changed fact is returned in `left`, untouched, for the converge that follows.
+"""Drift repaired in place: tags, security group rules (ingress and egress), target registrations and
+listeners' default actions put back as the deployment made them. Nothing is made or replaced here: a
+deleted resource, an extra instance or a changed fact is returned in `left`, untouched, for the
+converge that follows.
 
 Items are read as models/drift.py writes them. Temporal may run a repair again (a lost reply, a worker
 that crashed), so each one reads what is live first, writes only what still differs, and takes the
@@ -16,7 +17,7 @@ What real AWS does that moto does not, and how it is met here:
   a run again finds it there: draining counts as leaving. RegisterTargets of our draining instance puts
   it back in service (AWS allows it; ansible/ansible#58995).
 - A revoke must name the rule exactly (both ports, the source entry): rules are revoked as
-  DescribeSecurityGroups lists them, matched by their text (activities/live.py `ingress_rules`). AWS
+  DescribeSecurityGroups lists them, matched by their text (activities/live.py `group_rules`). AWS
   may answer a revoke of a rule just gone with success and `UnknownIpPermissions` rather than
   NotFound: done too.
 - Tagging an existing resource and changing a listener need their own grants (docs/iam-policy.json
@@ -34,19 +35,21 @@ from temporalio import activity
 
 from activities.aws_clients import AwsClients
 from activities.errors import aws_errors, client_error_code, is_not_found
-from activities.live import default_action_text, ingress_rules
+from activities.live import EGRESS, INGRESS, default_action_text, group_rules
 from activities.load_balancing import TARGET_GROUPS, find_by_name, listener_action, tags_of
 from activities.security_groups import authorize, has_rule
 from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats
 from models import naming
+from models.diff import ALL_EGRESS
 from models.drift import EC2_KINDS, ELB_KINDS, Drift, DriftItem, RepairInput, RepairResult
 from models.naming import target_group_name
 from models.resources import IngressRule, Kind, ResourceKey, Scope
 from models.spec import DeploymentSpec
 
 TAG_FIELD = "tag:"
-INGRESS_FIELD = "ingress"
+ALL_TRAFFIC = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+"""The permission of `ALL_EGRESS`."""
 TARGET_FIELD = "target"
 DEFAULT_ACTION_FIELD = "default_action"
 SECURITY_GROUPS = frozenset({naming.ALB_SECURITY_GROUP, naming.APP_SECURITY_GROUP})
@@ -91,7 +94,7 @@ class DriftRepairActivities:
     @activity.defn
     @aws_errors
     def repair_in_place(self, request: RepairInput) -> RepairResult:
-        """Repair the report's tags, ingress rules and target registrations; every other item is
+        """Repair the report's tags, rules, target registrations and listener actions; every other item is
         returned in `left`, and nothing is written for it.
 
         Targets registered here are not waited for: the caller waits until they pass their health
@@ -134,8 +137,10 @@ class _Repair:
         try:
             if item.field and item.field.startswith(TAG_FIELD):
                 return self._tag(item)
-            if item.field == INGRESS_FIELD and item.kind is Kind.SECURITY_GROUP:
+            if item.field == INGRESS and item.kind is Kind.SECURITY_GROUP:
                 return self._ingress(item)
+            if item.field == EGRESS and item.kind is Kind.SECURITY_GROUP:
+                return self._egress(item)
             if item.field == TARGET_FIELD and item.kind is Kind.TARGET_GROUP:
                 return self._target(item)
             if item.field == DEFAULT_ACTION_FIELD and item.kind is Kind.LISTENER:
@@ -187,27 +192,55 @@ class _Repair:
         }
         return tagged | {i: n for i, n in self._report_names.items() if i in tagged}
 
-    def _ingress(self, item: DriftItem) -> bool:
+    def _group(self, item: DriftItem) -> dict[str, Any] | None:
         names = self._names()
         group_id = item.id or next((i for i, name in names.items() if name == item.name), None)
-        group = self._security_groups().get(group_id or "")
+        return self._security_groups().get(group_id or "")
+
+    def _ingress(self, item: DriftItem) -> bool:
+        group, names = self._group(item), self._names()
         if group is None:
             return False
         wanted = wanted_ingress(self._spec).get(names[group["GroupId"]], {})
         if item.drift is Drift.EXTRA and item.actual and item.actual not in wanted:
-            self._revoke(group, item.actual, names)
+            self._revoke(group, item.actual, names, INGRESS)
             return True
         if item.drift is Drift.MISSING and item.expected in wanted:
             return self._authorize(group, wanted[item.expected], names)
         return False
 
-    def _revoke(self, group: dict[str, Any], text: str, names: dict[str, str]) -> None:
+    def _egress(self, item: DriftItem) -> bool:
+        """Only AWS's allow-all rule is the deployment's (models/diff.py `ALL_EGRESS`): any other is
+        revoked, and that one authorized again (a duplicate counts as done)."""
+        group, names = self._group(item), self._names()
+        if group is None:
+            return False
+        if item.drift is Drift.EXTRA and item.actual and item.actual != ALL_EGRESS:
+            self._revoke(group, item.actual, names, EGRESS)
+            return True
+        if item.drift is not Drift.MISSING or item.expected != ALL_EGRESS:
+            return False
+        if all(text != ALL_EGRESS for text, _ in group_rules(group, names, EGRESS)):
+            try:
+                self._ec2.authorize_security_group_egress(
+                    GroupId=group["GroupId"], IpPermissions=[ALL_TRAFFIC]
+                )
+            except ClientError as err:
+                if client_error_code(err) != "InvalidPermission.Duplicate":
+                    raise
+        return True
+
+    def _revoke(self, group: dict[str, Any], text: str, names: dict[str, str], direction: str) -> None:
         """Every live rule the text names; none listed means revoked already."""
-        for shown, permission in ingress_rules(group, names):
+        revoke = {
+            INGRESS: self._ec2.revoke_security_group_ingress,
+            EGRESS: self._ec2.revoke_security_group_egress,
+        }[direction]
+        for shown, permission in group_rules(group, names, direction):
             if shown != text:
                 continue
             try:
-                self._ec2.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[permission])
+                revoke(GroupId=group["GroupId"], IpPermissions=[permission])
             except ClientError as err:
                 if client_error_code(err) != "InvalidPermission.NotFound":  # revoked already
                     raise

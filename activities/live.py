@@ -120,7 +120,7 @@ RULE_SOURCES = {
     "PrefixListIds": "PrefixListId",
     "UserIdGroupPairs": "GroupId",
 }
-"""Where an ingress permission lists its sources, and each source entry's key."""
+"""Where a permission lists its peers (sources, or destinations for egress), and each entry's key."""
 
 
 def rule_ports(permission: dict[str, Any]) -> str:
@@ -135,28 +135,36 @@ def rule_ports(permission: dict[str, Any]) -> str:
     return f"{protocol}/{low}" if high in (None, low) else f"{protocol}/{low}-{high}"
 
 
-def ingress_rules(group: dict[str, Any], names: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    """Each ingress rule of a described group, one per source (IPv4 and IPv6 ranges, prefix lists,
-    groups): its text (`tcp/22 from ::/0`; a group by its name in `names`, else its id), and the
-    permission that revokes exactly it, the source entry as described (AWS ignores its description;
-    moto matches a source group only with it)."""
+INGRESS, EGRESS = "ingress", "egress"
+RULE_DIRECTIONS = {INGRESS: ("IpPermissions", "from"), EGRESS: ("IpPermissionsEgress", "to")}
+"""Each direction's list in a described group, and the word before a rule's peer."""
+
+
+def group_rules(
+    group: dict[str, Any], names: dict[str, str], direction: str = INGRESS
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each rule of a described group in one direction, one per peer (IPv4 and IPv6 ranges, prefix
+    lists, groups): its text (`tcp/22 from ::/0`, `all to 0.0.0.0/0`; a group by its name in `names`,
+    else its id), and the permission that revokes exactly it, the peer entry as described (AWS ignores
+    its description; moto matches a source group only with it)."""
+    listed, word = RULE_DIRECTIONS[direction]
     rules = []
-    for permission in group.get("IpPermissions", []):
+    for permission in group.get(listed, []):
         exact = {k: permission[k] for k in ("IpProtocol", "FromPort", "ToPort") if k in permission}
         for sources, key in RULE_SOURCES.items():
             for source in permission.get(sources, []):
-                text = f"{rule_ports(permission)} from {names.get(source[key], source[key])}"
+                text = f"{rule_ports(permission)} {word} {names.get(source[key], source[key])}"
                 rules.append((text, {**exact, sources: [source]}))
     return rules
 
 
 def security_group_resource(group: dict[str, Any], names: dict[str, str]) -> LiveResource:
-    rules = sorted(text for text, _ in ingress_rules(group, names))
+    facts = {
+        direction: ", ".join(sorted(text for text, _ in group_rules(group, names, direction))) or "none"
+        for direction in RULE_DIRECTIONS
+    }
     return LiveResource(
-        kind=Kind.SECURITY_GROUP,
-        name=_name(group, group["GroupId"]),
-        id=group["GroupId"],
-        facts={"ingress": ", ".join(rules) or "none"},
+        kind=Kind.SECURITY_GROUP, name=_name(group, group["GroupId"]), id=group["GroupId"], facts=facts
     )
 
 

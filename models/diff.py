@@ -127,8 +127,13 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
         }
     lb, app = spec.load_balancer, spec.app
     alb_rules = sorted(f"tcp/{port} from {lb.allowed_cidr}" for port in alb_ports(spec))
-    facts[naming.ALB_SECURITY_GROUP] = {"ingress": ", ".join(alb_rules)}  # as activities/live.py reads it
-    facts[naming.APP_SECURITY_GROUP] = {"ingress": f"tcp/{app.port} from {naming.ALB_SECURITY_GROUP}"}
+    # As activities/live.py reads them; egress is the rule AWS gives every new group, which the
+    # instances need to reach the NAT gateway and the ALB to reach its targets.
+    facts[naming.ALB_SECURITY_GROUP] = {"ingress": ", ".join(alb_rules), "egress": ALL_EGRESS}
+    facts[naming.APP_SECURITY_GROUP] = {
+        "ingress": f"tcp/{app.port} from {naming.ALB_SECURITY_GROUP}",
+        "egress": ALL_EGRESS,
+    }
     settings = TargetGroupSettings.of(spec).model_dump()
     facts[naming.TARGET_GROUP] = {"port": str(app.port), **{k: str(v) for k, v in settings.items()}}
     facts[naming.LOAD_BALANCER] = {"availability_zones": ", ".join(sorted(spec.availability_zones))}
@@ -142,6 +147,10 @@ def _facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:
             instance["ami_id"] = spec.instances.ami_id
         facts[naming.instance(index)] = instance
     return facts | _https_facts(spec)
+
+
+ALL_EGRESS = "all to 0.0.0.0/0"
+"""The egress rule AWS gives a new security group, which the deployment keeps."""
 
 
 def http_listener_action(spec: DeploymentSpec) -> str:
@@ -292,7 +301,8 @@ def converges(action: ResourceAction) -> bool:
         return False
     if action.kind is Kind.SECURITY_GROUP:  # the ALB's CIDR, on the ports it has: not a port move
         return action.name == naming.ALB_SECURITY_GROUP and all(
-            _ports(change.before) == _ports(change.after) for change in action.changes
+            change.field == "ingress" and _ports(change.before) == _ports(change.after)
+            for change in action.changes
         )
     if action.kind is Kind.LISTENER:  # forward <-> redirect, between the actions the deployment gives
         return all(

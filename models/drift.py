@@ -9,9 +9,10 @@ How each difference is written (the check writes them, the repair reads them):
 - a resource gone: MISSING, no field, `id` the id it had (when known);
 - a resource not asked for (an extra instance carrying the deployment's tag): EXTRA, no field, its id;
 - a fact (`instance_type`, `default_route`, `health_check_path`, ...): CHANGED, the field, both values;
-- an ingress rule, one item per rule and source, field `ingress`, written as activities/live.py reads
-  rules (`tcp/22 from 0.0.0.0/0`, `tcp/8000-8100 from ::/0`, `all from pl-0abc`; a source group of the
-  deployment by logical name, another by id): EXTRA with `actual`, or MISSING with `expected`;
+- a security group's rule, one item per rule and peer, field `ingress` or `egress`, written as
+  activities/live.py reads rules (`tcp/22 from 0.0.0.0/0`, `tcp/8000-8100 from ::/0`, `all from
+  pl-0abc`, `all to 0.0.0.0/0`; a group of the deployment by logical name, another by id): EXTRA with
+  `actual`, or MISSING with `expected`;
 - a target of the target group (kind TARGET_GROUP, its id the group's ARN), field `target`: EXTRA with
   `actual` the foreign target's id, or MISSING with `expected` our instance's id (not registered, or
   draining);
@@ -135,6 +136,8 @@ record is missing, but one that lost or changed a tag is not drift here."""
 REGISTERED_STATES = frozenset({"initial", "healthy", "unhealthy", "unused", "unavailable"})
 """Target states of a registered target; `draining` is one on its way out (AWS reports a
 deregistered target so for its deregistration delay), so it counts as not registered."""
+RULE_FIELDS = ("ingress", "egress")
+"""A security group's rules: one item per rule, each direction its own field."""
 NONE = "none"
 """How activities/live.py writes an empty fact (no ingress rule, no default route)."""
 
@@ -169,8 +172,11 @@ def _resolved(resource: LiveResource, names: dict[str, str], gone: dict[str, str
     route = facts.get("default_route")
     if route and route != NONE:
         facts["default_route"] = names.get(route) or (f"{route} ({gone[route]})" if route in gone else route)
-    if facts.get("ingress") and facts["ingress"] != NONE:
-        facts["ingress"] = ", ".join(sorted(_rule_by_name(rule, names) for rule in _split(facts["ingress"])))
+    for direction in RULE_FIELDS:
+        if facts.get(direction) and facts[direction] != NONE:
+            facts[direction] = ", ".join(
+                sorted(_rule_by_name(rule, names) for rule in _split(facts[direction]))
+            )
     action = facts.get("default_action", "")
     if action.startswith(FORWARD) and THEN not in action:  # a listener read by id names groups by ARN
         facts["default_action"] = forward_action(
@@ -184,8 +190,11 @@ def _split(value: str | None) -> list[str]:
 
 
 def _rule_by_name(rule: str, names: dict[str, str]) -> str:
-    port, sep, source = rule.partition(" from ")
-    return f"{port}{sep}{names.get(source, source)}" if sep else rule
+    for word in (" from ", " to "):
+        port, sep, peer = rule.partition(word)
+        if sep:
+            return f"{port}{sep}{names.get(peer, peer)}"
+    return rule
 
 
 def find_drift(
@@ -243,7 +252,7 @@ def _action_items(action: ResourceAction, known: dict[str, str]) -> list[DriftIt
     items = []
     for change in action.changes:
         base = {"name": action.name, "kind": action.kind, "id": action.id, "field": change.field}
-        if change.field == "ingress":
+        if change.field in RULE_FIELDS:
             live_rules, wanted = set(_split(change.before)), set(_split(change.after))
             items += [DriftItem(**base, drift=Drift.EXTRA, actual=r) for r in sorted(live_rules - wanted)]
             items += [DriftItem(**base, drift=Drift.MISSING, expected=r) for r in sorted(wanted - live_rules)]

@@ -170,6 +170,27 @@ async def test_rules_the_deployment_never_makes_are_named_whole(client: Client, 
     ]
 
 
+async def test_egress_taken_away_and_added_is_one_item_each(client: Client, worker: Worker, aws, ec2):
+    """Without AWS's allow-all egress the instances cannot reach the NAT gateway, nor the ALB its
+    targets: a removed one is missing, any other is extra."""
+    spec = fast_spec()
+    outputs = await deploy(client, worker, spec)
+    app, alb = outputs.app_security_group_id, outputs.alb_security_group_id
+    everything = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    ec2.revoke_security_group_egress(GroupId=app, IpPermissions=[everything])
+    ec2.authorize_security_group_egress(
+        GroupId=alb,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+
+    assert words(check(aws, spec, outputs)) == [
+        f"sg-alb ({alb}) extra egress: tcp/25 to 0.0.0.0/0",
+        f"sg-app ({app}) missing egress: all to 0.0.0.0/0",
+    ]
+
+
 async def test_a_deregistered_target_is_missing(client: Client, worker: Worker, aws, elbv2):
     spec = fast_spec()
     outputs = await deploy(client, worker, spec)

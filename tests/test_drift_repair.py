@@ -259,6 +259,62 @@ async def test_ingress_rules_are_put_back_exactly_and_a_second_run_changes_nothi
     assert {alb: ingress(ec2, alb), app: ingress(ec2, app)} == created
 
 
+async def test_egress_is_put_back_exactly_and_a_second_run_changes_nothing(
+    client: Client, worker: Worker, aws: AwsClients, ec2, recorder: ActionRecorder
+):
+    spec = fast_spec()
+    out = await deploy(client, worker, spec)
+    alb, app = out.alb_security_group_id, out.app_security_group_id
+    created = {alb: egress(ec2, alb), app: egress(ec2, app)}
+    everything = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    ec2.revoke_security_group_egress(GroupId=app, IpPermissions=[everything])
+    # IPv4: moto answers a revoke of an IPv6 egress rule with success and keeps the rule (AWS removes it).
+    ec2.authorize_security_group_egress(
+        GroupId=alb,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
+        ],
+    )
+    items = [
+        DriftItem(
+            name=naming.ALB_SECURITY_GROUP,
+            kind=Kind.SECURITY_GROUP,
+            id=alb,
+            drift=Drift.EXTRA,
+            field="egress",
+            actual="tcp/25 to 10.0.0.0/8",
+        ),
+        DriftItem(
+            name=naming.APP_SECURITY_GROUP,
+            kind=Kind.SECURITY_GROUP,
+            id=app,
+            drift=Drift.MISSING,
+            field="egress",
+            expected="all to 0.0.0.0/0",
+        ),
+    ]
+    assert {alb: egress(ec2, alb), app: egress(ec2, app)} != created
+
+    recorder.calls.clear()  # the deploy's calls
+    assert await repair(aws, spec, *items) == RepairResult(fixed=items, left=[])
+    assert {alb: egress(ec2, alb), app: egress(ec2, app)} == created
+    assert writes(recorder) == {"ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"}
+    assert allowed(recorder.actions)
+
+    recorder.calls.clear()
+    assert await repair(aws, spec, *items) == RepairResult(fixed=items, left=[])
+    assert writes(recorder) == set()
+
+
+def egress(ec2: Any, group_id: str) -> set[tuple]:
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+    return {
+        (r["IpProtocol"], r.get("FromPort"), r.get("ToPort"), r.get("CidrIpv4") or r.get("CidrIpv6"))
+        for r in rules["SecurityGroupRules"]
+        if r["IsEgress"]
+    }
+
+
 async def test_tags_are_put_back_as_created_on_ec2_and_load_balancing_resources(
     client: Client, worker: Worker, aws: AwsClients, ec2, elbv2, recorder: ActionRecorder
 ):

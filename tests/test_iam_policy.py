@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from activities import AwsClients
+from activities.drift_repair import ALL_TRAFFIC
 from models.deployment import DownRequest
 from models.naming import DEPLOYMENT_TAG
 from models.resources import Scope, TeardownInput
@@ -217,13 +218,15 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
 
     async def drift_repaired_then_down(worker: Worker) -> None:
         # A drift repair puts tags back (CreateTags, AddTags: sent directly, unlike a create's tags),
-        # revokes an added rule, registers a target again, sets a listener's action again
-        # (ModifyListener) and waits for a deleted NAT gateway.
+        # revokes an added rule, puts egress back, registers a target again, sets a listener's action
+        # again (ModifyListener) and waits for a deleted NAT gateway.
         created = await up(client, worker, watched)
         out = created.outputs
         assert out is not None, created.message
         instance = out.instance_ids["app-1"]
         ec2.authorize_security_group_ingress(GroupId=app_group(out), IpPermissions=[SSH])
+        ec2.revoke_security_group_egress(GroupId=app_group(out), IpPermissions=[ALL_TRAFFIC])
+        ec2.authorize_security_group_egress(GroupId=app_group(out), IpPermissions=[SSH])
         elbv2 = boto3.client("elbv2", region_name=watched.region)
         elbv2.deregister_targets(TargetGroupArn=out.target_group_arn, Targets=[{"Id": instance}])
         elbv2.remove_tags(ResourceArns=[out.target_group_arn], TagKeys=["Name"])

@@ -19,12 +19,19 @@ from models.spec import TimingSpec
 from tests.support.specs import FAST_TIMING
 from workflows.options import activity_options
 
+DIRECT_TIMING = TimingSpec.model_validate(
+    {**FAST_TIMING, "call_timeout_seconds": TimingSpec().call_timeout_seconds}
+)
+"""For a call whose timing is not what the test is about (a set-up's preflight, say): FAST_TIMING's
+quick steps, sized for a worker that retries them, give each read 1.9 s, which a loaded CI machine
+has been seen to miss; the default call timeout gives it 7 s."""
+
 
 def attempt_environment(
     timing: TimingSpec | None = None, waiting: Waiting | None = None, **info: Any
 ) -> ActivityEnvironment:
-    """`info` changes more of the attempt (e.g. `attempt=2`)."""
-    options = activity_options(timing or TimingSpec.model_validate(FAST_TIMING), waiting)
+    """`info` changes more of the attempt (e.g. `attempt=2`); without `timing`, DIRECT_TIMING."""
+    options = activity_options(timing or DIRECT_TIMING, waiting)
     now = datetime.now(UTC)
     environment = ActivityEnvironment()
     attempt: dict[str, Any] = {
