@@ -17,6 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowUpdateStage
 
+from activities.drift_repair import ALL_TRAFFIC
 from models import naming
 from models.deployment import Operation, Outcome
 from models.drift import Drift
@@ -398,5 +399,20 @@ async def test_up_puts_back_a_rule_added_by_hand_then_applies_its_change(client:
     assert (grown.operation, grown.outcome) == (Operation.CONVERGE, Outcome.COMPLETED), grown.message
     rules = (await asyncio.to_thread(ec2.describe_security_groups, GroupIds=[group]))["SecurityGroups"][0]
     assert [p.get("FromPort") for p in rules["IpPermissions"]] == [spec.app.port]
+
+    # The ALB's egress narrowed to SMTP: on the ALB's group, an egress change is no CIDR change for
+    # the converge to apply, but drift `up` puts back.
+    alb = out.alb_security_group_id
+    await asyncio.to_thread(ec2.revoke_security_group_egress, GroupId=alb, IpPermissions=[ALL_TRAFFIC])
+    smtp = {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
+    await asyncio.to_thread(ec2.authorize_security_group_egress, GroupId=alb, IpPermissions=[smtp])
+
+    shrunk = await up(client, worker, changed(spec, count=2))
+
+    assert (shrunk.operation, shrunk.outcome) == (Operation.CONVERGE, Outcome.COMPLETED), shrunk.message
+    alb_rules = (await asyncio.to_thread(ec2.describe_security_groups, GroupIds=[alb]))["SecurityGroups"][0]
+    assert [(p["IpProtocol"], p["IpRanges"]) for p in alb_rules["IpPermissionsEgress"]] == [
+        ("-1", [{"CidrIp": "0.0.0.0/0"}])
+    ]
     status = await status_of(client, spec.deployment_id)
     assert status.state.drift is not None and not status.state.drift.drifted
