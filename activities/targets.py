@@ -30,7 +30,7 @@ from activities.load_balancing import (
     listener_action,
 )
 from activities.waits import wait_for
-from models.converge import DrainInput, ListenerActionInput, TargetGroupSettingsInput
+from models.converge import DrainInput, ListenerActionInput, SslPolicyInput, TargetGroupSettingsInput
 from models.resources import Deleted, Kind, RegisterTargetsInput, Resource, TargetsHealthyInput
 
 
@@ -95,6 +95,15 @@ class TargetActivities:
         action = listener_action(request.target_group_arn, request.redirect_to_port)
         elbv2 = self._aws.elbv2(request.key.scope.region)
         elbv2.modify_listener(ListenerArn=request.listener_arn, DefaultActions=[action])
+        return Resource(kind=Kind.LISTENER, name=request.key.name, id=request.listener_arn)
+
+    @activity.defn
+    @aws_errors
+    def set_ssl_policy(self, request: SslPolicyInput) -> Resource:
+        """The HTTPS listener's TLS policy: ModifyListener sets it, so a retry, or the compensation
+        with the policy before, is safe to repeat. Connections open keep the policy they began with."""
+        elbv2 = self._aws.elbv2(request.key.scope.region)
+        elbv2.modify_listener(ListenerArn=request.listener_arn, SslPolicy=request.ssl_policy)
         return Resource(kind=Kind.LISTENER, name=request.key.name, id=request.listener_arn)
 
     @activity.defn

@@ -73,6 +73,11 @@ class LiveListener(Frozen):
     redirect_to_port: int | None = Field(description="Answers 301 to HTTPS on this port; None: forwards.")
 
 
+class LiveTls(Frozen):
+    arn: str
+    ssl_policy: str
+
+
 class ConvergeInput(Frozen):
     """The desired spec and what is live: the facts InspectWorkflow reads (`from_live`)."""
 
@@ -96,6 +101,7 @@ class ConvergeInput(Frozen):
     http_listener: LiveListener | None = Field(
         None, description="The HTTP listener, when its action is one the deployment gives; None: left."
     )
+    https_listener: LiveTls | None = Field(None, description="The HTTPS listener's TLS policy; None: left.")
 
     @classmethod
     def from_live(cls, spec: DeploymentSpec, live: LiveDeployment) -> ConvergeInput:
@@ -112,8 +118,11 @@ class ConvergeInput(Frozen):
             if http
             else (False, None)
         )
+        tls = by_name.get(naming.listener(spec.https.port)) if spec.https else None
+        policy = tls.facts.get("ssl_policy") if tls else None
         return cls(
             http_listener=LiveListener(arn=http.id, redirect_to_port=redirect) if http and ours else None,
+            https_listener=LiveTls(arn=tls.id, ssl_policy=policy) if tls and policy else None,
             spec=spec,
             target_group_arn=by_name[naming.TARGET_GROUP].id,
             app_security_group_id=by_name[naming.APP_SECURITY_GROUP].id,
@@ -195,6 +204,25 @@ def listener_change(request: ConvergeInput) -> ListenerChange | None:
     return ListenerChange(arn=live.arn, before=live.redirect_to_port, after=wanted)
 
 
+class SslPolicyInput(Frozen):
+    key: ResourceKey
+    listener_arn: str
+    ssl_policy: str
+
+
+class SslPolicyChange(Frozen):
+    arn: str
+    before: str
+    after: str
+
+
+def ssl_policy_change(request: ConvergeInput) -> SslPolicyChange | None:
+    https, live = request.spec.https, request.https_listener
+    if https is None or live is None or live.ssl_policy == https.ssl_policy:
+        return None
+    return SslPolicyChange(arn=live.arn, before=live.ssl_policy, after=https.ssl_policy)
+
+
 class SettingsChange(Frozen):
     before: TargetGroupSettings
     after: TargetGroupSettings
@@ -257,6 +285,7 @@ class ConvergePlan(Frozen):
     )
     nat: NatSwitch | None = Field(None, description="NAT mode switch (models/nat_switch.py).")
     listener: ListenerChange | None = Field(None, description="The HTTP listener's action, in place.")
+    ssl_policy: SslPolicyChange | None = Field(None, description="The HTTPS listener's TLS policy, in place.")
 
     @property
     def changes_nothing(self) -> bool:
@@ -268,6 +297,7 @@ class ConvergePlan(Frozen):
             or self.target_group
             or self.nat
             or self.listener
+            or self.ssl_policy
         )
 
     @property
@@ -342,6 +372,7 @@ def converge_plan(request: ConvergeInput) -> ConvergePlan:
         target_group=settings_change(request),
         nat=nat_switch(spec, request.network),
         listener=listener_change(request),
+        ssl_policy=ssl_policy_change(request),
     )
 
 
@@ -383,6 +414,14 @@ def steps(spec: DeploymentSpec, plan: ConvergePlan) -> list[PlannedStep]:
             PlannedStep(
                 key=naming.listener(spec.load_balancer.listener_port),
                 summary=f"HTTP listener: {action}",
+                kind=Kind.LISTENER,
+            )
+        )
+    if plan.ssl_policy and spec.https:
+        found.append(
+            PlannedStep(
+                key=naming.listener(spec.https.port),
+                summary=f"HTTPS listener: TLS policy {plan.ssl_policy.after}",
                 kind=Kind.LISTENER,
             )
         )

@@ -290,7 +290,7 @@ CONVERGE_APPLIES: dict[Kind, set[Action]] = {
 """What ConvergeWorkflow changes on a live deployment (workflows/converge.py): the instances (scale out
 and in, rolling replacement), the ALB group's allowed CIDR, the target group's health check and
 deregistration delay, the NAT mode (gateways, addresses and route tables made and retired), the HTTP
-listener between forwarding and redirecting to HTTPS."""
+listener between forwarding and redirecting to HTTPS, the HTTPS listener's TLS policy."""
 
 
 def converges(action: ResourceAction) -> bool:
@@ -304,14 +304,21 @@ def converges(action: ResourceAction) -> bool:
             change.field == "ingress" and _ports(change.before) == _ports(change.after)
             for change in action.changes
         )
-    if action.kind is Kind.LISTENER:  # forward <-> redirect, between the actions the deployment gives
-        return all(
-            change.field == "default_action"
-            and our_http_action(change.before or "", naming.TARGET_GROUP)[0]
-            and our_http_action(change.after or "", naming.TARGET_GROUP)[0]
-            for change in action.changes
-        )
+    if action.kind is Kind.LISTENER:  # forward <-> redirect, and the TLS policy
+        return all(_listener_converges(change) for change in action.changes)
     return True
+
+
+def _listener_converges(change: FieldChange) -> bool:
+    """The HTTP listener between the actions the deployment gives it, or the HTTPS listener's TLS
+    policy; not its certificate, whose own resource would change too."""
+    if change.field == "ssl_policy":
+        return bool(change.before and change.after)
+    return (
+        change.field == "default_action"
+        and our_http_action(change.before or "", naming.TARGET_GROUP)[0]
+        and our_http_action(change.after or "", naming.TARGET_GROUP)[0]
+    )
 
 
 def _ports(ingress: str | None) -> set[int]:

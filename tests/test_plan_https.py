@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import boto3
 from temporalio.client import Client
@@ -32,6 +33,7 @@ from tests.test_deployment_workflow import up
 from workflows.plan import InspectWorkflow
 
 HTTPS_ROWS = {CERTIFICATE, VALIDATION_RECORD, listener(443), ALIAS_RECORD}
+NEWER_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
 EXIT_OK, EXIT_NOT_APPLICABLE = 0, 5
 
 
@@ -98,9 +100,13 @@ async def test_a_live_https_deployment_reads_back_unchanged_and_a_new_domain_rep
     zone = by_name(diff(with_https(spec, hosted_zone_id="Z0THERZONE"), live))
     assert zone[ALIAS_RECORD].action is Action.REPLACE and zone[CERTIFICATE].action is Action.UNCHANGED
 
-    policy = by_name(diff(with_https(spec, ssl_policy="ELBSecurityPolicy-TLS13-1-2-Res-2021-06"), live))
+    policy = by_name(diff(with_https(spec, ssl_policy=NEWER_POLICY), live))
     assert policy[listener(443)].action is Action.UPDATE
-    assert inapplicable(list(policy.values())) == [policy[listener(443)]]
+    assert inapplicable(list(policy.values())) == []  # ModifyListener, in place
+    brought = by_name(
+        diff(with_https(spec, certificate_arn="arn:aws:acm:ap-northeast-2:1:certificate/x"), live)
+    )
+    assert brought[listener(443)] in inapplicable(list(brought.values()))  # and the certificate's delete
 
 
 async def test_a_record_changed_outside_reads_as_missing(client, worker):
@@ -204,11 +210,14 @@ async def test_http_stops_and_starts_redirecting_in_place(client, worker, tmp_pa
     assert (action["Type"], action["TargetGroupArn"]) == ("forward", forwarding.outputs.target_group_arn)
     assert inventory() == before
 
-    redirecting = await up(client, worker, spec)
+    # Back to redirecting, with a newer TLS policy on the HTTPS listener: both in place.
+    redirecting = await up(client, worker, with_https(spec, ssl_policy=NEWER_POLICY))
 
     assert redirecting.outcome is Outcome.COMPLETED, redirecting.message
     (action,) = elbv2.describe_listeners(ListenerArns=[arn])["Listeners"][0]["DefaultActions"]
     assert action["Type"] == "redirect" and action["RedirectConfig"]["Port"] == "443"
+    assert https_listener(elbv2, arn)["SslPolicy"] == NEWER_POLICY
+    spec = with_https(spec, ssl_policy=NEWER_POLICY)
     assert {a.action for a in diff(spec, await inspect(client, worker, spec))} == {Action.UNCHANGED}
     assert inventory() == before
 
@@ -222,7 +231,8 @@ async def test_a_change_that_fails_later_redirects_again(client, worker, aws, el
     made = elbv2.describe_listeners(ListenerArns=[arn])["Listeners"][0]["DefaultActions"]
     before = inventory()
     fault.occurrences = {fault.calls + 1}  # the replacement's first launch
-    change = with_https(spec, redirect_http=False)
+    tls_before = https_listener(elbv2, arn)["SslPolicy"]
+    change = with_https(spec, redirect_http=False, ssl_policy=NEWER_POLICY)
     change = change.model_copy(
         update={"instances": change.instances.model_copy(update={"instance_type": "t3.micro"})}
     )
@@ -232,4 +242,12 @@ async def test_a_change_that_fails_later_redirects_again(client, worker, aws, el
     assert failed.outcome is Outcome.FAILED, failed.message
     assert fault.failed == 1
     assert elbv2.describe_listeners(ListenerArns=[arn])["Listeners"][0]["DefaultActions"] == made
+    assert https_listener(elbv2, arn)["SslPolicy"] == tls_before != NEWER_POLICY
     assert inventory() == before
+
+
+def https_listener(elbv2: Any, http_arn: str) -> dict[str, Any]:
+    """The HTTPS listener of the load balancer whose HTTP listener is `http_arn`."""
+    (http,) = elbv2.describe_listeners(ListenerArns=[http_arn])["Listeners"]
+    listeners = elbv2.describe_listeners(LoadBalancerArn=http["LoadBalancerArn"])["Listeners"]
+    return next(lsn for lsn in listeners if lsn["Protocol"] == "HTTPS")

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Launch,
         ListenerActionInput,
         LiveInstance,
+        SslPolicyInput,
         TargetGroupSettingsInput,
         converge_plan,
         drain_step,
@@ -245,9 +246,9 @@ class ConvergeWorkflow(Pausable):
         return DeleteInput(key=self._key(name), waiting=self._deleting())
 
     async def _update_in_place(self) -> list[str]:
-        """Who may reach the ALB, the health check, the deregistration delay and whether HTTP redirects
-        to HTTPS: before the instances change (a drain waits out the new delay), each undone by setting
-        the values it found."""
+        """Who may reach the ALB, the health check, the deregistration delay, whether HTTP redirects
+        to HTTPS and the TLS policy: before the instances change (a drain waits out the new delay),
+        each undone by setting the values it found."""
         plan, updated = self._plan, []
         if plan.ingress is not None and self._input.alb_security_group_id is not None:
             step = naming.ALB_SECURITY_GROUP
@@ -283,6 +284,15 @@ class ConvergeWorkflow(Pausable):
             )
             self._undo(step, TargetActivities.set_listener_action, before)
             await self._step(step, TargetActivities.set_listener_action, after)
+            updated.append(step)
+        if plan.ssl_policy is not None and self._input.spec.https is not None:
+            step = naming.listener(self._input.spec.https.port)
+            before, after = (
+                SslPolicyInput(key=self._key(step), listener_arn=plan.ssl_policy.arn, ssl_policy=policy)
+                for policy in (plan.ssl_policy.before, plan.ssl_policy.after)
+            )
+            self._undo(step, TargetActivities.set_ssl_policy, before)
+            await self._step(step, TargetActivities.set_ssl_policy, after)
             updated.append(step)
         return updated
 
