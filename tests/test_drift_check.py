@@ -28,6 +28,7 @@ from models.resources import DeploymentOutputs, Kind, Scope
 from models.spec import DeploymentSpec
 from tests.support.attempts import attempt_environment
 from tests.support.aws_calls import ActionRecorder
+from tests.support.drift import narrow_egress
 from tests.support.iam_policy import both_policies, granted_actions
 from tests.support.specs import fast_spec
 from tests.test_deploy_workflow import deploy
@@ -176,17 +177,10 @@ async def test_egress_taken_away_and_added_is_one_item_each(client: Client, work
     spec = fast_spec()
     outputs = await deploy(client, worker, spec)
     app, alb = outputs.app_security_group_id, outputs.alb_security_group_id
-    everything = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-    ec2.revoke_security_group_egress(GroupId=app, IpPermissions=[everything])
-    ec2.authorize_security_group_egress(
-        GroupId=alb,
-        IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-        ],
-    )
+    narrow_egress(ec2, outputs)
 
     assert words(check(aws, spec, outputs)) == [
-        f"sg-alb ({alb}) extra egress: tcp/25 to 0.0.0.0/0",
+        f"sg-alb ({alb}) extra egress: tcp/25 to 10.0.0.0/8",
         f"sg-app ({app}) missing egress: all to 0.0.0.0/0",
     ]
 

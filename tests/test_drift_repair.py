@@ -26,6 +26,7 @@ from models.resources import DeploymentOutputs, Kind, Scope
 from models.spec import DeploymentSpec
 from tests.support.attempts import attempt_environment
 from tests.support.aws_calls import ActionRecorder
+from tests.support.drift import narrow_egress
 from tests.support.iam_policy import as_list, load_policy
 from tests.support.inventory import inventory
 from tests.support.specs import fast_spec
@@ -90,10 +91,12 @@ def writes(recorder: ActionRecorder) -> set[str]:
     return {a for a in recorder.actions if a.split(":")[1].startswith(WRITES)}
 
 
-def ingress_item(out: DeploymentOutputs, group: str, drift: Drift, rule: str) -> DriftItem:
+def rule_item(
+    out: DeploymentOutputs, group: str, drift: Drift, rule: str, field: str = "ingress"
+) -> DriftItem:
     group_id = out.alb_security_group_id if group == naming.ALB_SECURITY_GROUP else out.app_security_group_id
     side = {"actual": rule} if drift is Drift.EXTRA else {"expected": rule}
-    return DriftItem(name=group, kind=Kind.SECURITY_GROUP, id=group_id, drift=drift, field="ingress", **side)
+    return DriftItem(name=group, kind=Kind.SECURITY_GROUP, id=group_id, drift=drift, field=field, **side)
 
 
 def target_item(out: DeploymentOutputs, drift: Drift, instance_id: str) -> DriftItem:
@@ -222,14 +225,14 @@ async def test_ingress_rules_are_put_back_exactly_and_a_second_run_changes_nothi
         IpPermissions=[{"IpProtocol": "tcp", "FromPort": 3000, "ToPort": 3000, "UserIdGroupPairs": [pair]}],
     )
     items = [
-        ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, "tcp/22 from 0.0.0.0/0"),
-        ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, "tcp/22 from ::/0"),
-        ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, f"all from {offices}"),
-        ingress_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, f"tcp/3000 from {other}"),
-        ingress_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/80-90 from 0.0.0.0/0"),
-        ingress_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/8000-8100 from 10.0.0.0/8"),
-        ingress_item(out, naming.ALB_SECURITY_GROUP, Drift.MISSING, "tcp/80 from 0.0.0.0/0"),
-        ingress_item(
+        rule_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, "tcp/22 from 0.0.0.0/0"),
+        rule_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, "tcp/22 from ::/0"),
+        rule_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, f"all from {offices}"),
+        rule_item(out, naming.APP_SECURITY_GROUP, Drift.EXTRA, f"tcp/3000 from {other}"),
+        rule_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/80-90 from 0.0.0.0/0"),
+        rule_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/8000-8100 from 10.0.0.0/8"),
+        rule_item(out, naming.ALB_SECURITY_GROUP, Drift.MISSING, "tcp/80 from 0.0.0.0/0"),
+        rule_item(
             out, naming.APP_SECURITY_GROUP, Drift.MISSING, f"tcp/3000 from {naming.ALB_SECURITY_GROUP}"
         ),
     ]
@@ -266,32 +269,10 @@ async def test_egress_is_put_back_exactly_and_a_second_run_changes_nothing(
     out = await deploy(client, worker, spec)
     alb, app = out.alb_security_group_id, out.app_security_group_id
     created = {alb: egress(ec2, alb), app: egress(ec2, app)}
-    everything = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-    ec2.revoke_security_group_egress(GroupId=app, IpPermissions=[everything])
-    # IPv4: moto answers a revoke of an IPv6 egress rule with success and keeps the rule (AWS removes it).
-    ec2.authorize_security_group_egress(
-        GroupId=alb,
-        IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
-        ],
-    )
+    narrow_egress(ec2, out)
     items = [
-        DriftItem(
-            name=naming.ALB_SECURITY_GROUP,
-            kind=Kind.SECURITY_GROUP,
-            id=alb,
-            drift=Drift.EXTRA,
-            field="egress",
-            actual="tcp/25 to 10.0.0.0/8",
-        ),
-        DriftItem(
-            name=naming.APP_SECURITY_GROUP,
-            kind=Kind.SECURITY_GROUP,
-            id=app,
-            drift=Drift.MISSING,
-            field="egress",
-            expected="all to 0.0.0.0/0",
-        ),
+        rule_item(out, naming.ALB_SECURITY_GROUP, Drift.EXTRA, "tcp/25 to 10.0.0.0/8", "egress"),
+        rule_item(out, naming.APP_SECURITY_GROUP, Drift.MISSING, "all to 0.0.0.0/0", "egress"),
     ]
     assert {alb: egress(ec2, alb), app: egress(ec2, app)} != created
 
@@ -509,8 +490,8 @@ async def test_what_must_be_made_or_replaced_is_left_untouched(
         # Our terminated instance cannot serve: the converge replaces it, then registers the new one.
         target_item(out, Drift.MISSING, gone),
         # Never opened or closed against the spec, whatever a report says.
-        ingress_item(out, app, Drift.MISSING, "tcp/22 from 0.0.0.0/0"),
-        ingress_item(out, alb, Drift.EXTRA, "tcp/80 from 0.0.0.0/0"),
+        rule_item(out, app, Drift.MISSING, "tcp/22 from 0.0.0.0/0"),
+        rule_item(out, alb, Drift.EXTRA, "tcp/80 from 0.0.0.0/0"),
         # A subnet without the deployment tag: the worker may not change it (a person re-tags it).
         DriftItem(
             name=naming.private_subnet(zone),

@@ -25,7 +25,7 @@ from models.drift import Drift
 from models.naming import ALIAS_RECORD, APP_SECURITY_GROUP, DEPLOYMENT_TAG
 from models.resources import Kind
 from models.spec import DriftSpec
-from tests.support.drift import SSH, app_group, repaired, status_of, watched
+from tests.support.drift import SMTP_OUT, SSH, app_group, repaired, status_of, watched
 from tests.support.faults import InjectedFault
 from tests.support.https import hosted_zone, https_spec
 from tests.support.inventory import inventory
@@ -416,8 +416,7 @@ async def test_up_puts_back_a_rule_added_by_hand_then_applies_its_change(client:
     # the converge to apply, but drift `up` puts back.
     alb = out.alb_security_group_id
     await asyncio.to_thread(ec2.revoke_security_group_egress, GroupId=alb, IpPermissions=[ALL_TRAFFIC])
-    smtp = {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
-    await asyncio.to_thread(ec2.authorize_security_group_egress, GroupId=alb, IpPermissions=[smtp])
+    await asyncio.to_thread(ec2.authorize_security_group_egress, GroupId=alb, IpPermissions=[SMTP_OUT])
 
     shrunk = await up(client, worker, changed(spec, count=2))
 

@@ -17,13 +17,12 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from activities import AwsClients
-from activities.drift_repair import ALL_TRAFFIC
 from models.deployment import DownRequest
 from models.naming import DEPLOYMENT_TAG
 from models.resources import Scope, TeardownInput
 from models.spec import DeploymentSpec
 from tests.support.aws_calls import ActionRecorder, AwsCall
-from tests.support.drift import SSH, app_group, repaired
+from tests.support.drift import SSH, app_group, narrow_egress, repaired
 from tests.support.faults import InjectedFault
 from tests.support.https import hosted_zone, https_spec
 from tests.support.iam_policy import (
@@ -225,8 +224,7 @@ async def test_policy_grants_exactly_the_actions_the_worker_calls(client: Client
         assert out is not None, created.message
         instance = out.instance_ids["app-1"]
         ec2.authorize_security_group_ingress(GroupId=app_group(out), IpPermissions=[SSH])
-        ec2.revoke_security_group_egress(GroupId=app_group(out), IpPermissions=[ALL_TRAFFIC])
-        ec2.authorize_security_group_egress(GroupId=app_group(out), IpPermissions=[SSH])
+        narrow_egress(ec2, out)
         elbv2 = boto3.client("elbv2", region_name=watched.region)
         elbv2.deregister_targets(TargetGroupArn=out.target_group_arn, Targets=[{"Id": instance}])
         elbv2.remove_tags(ResourceArns=[out.target_group_arn], TagKeys=["Name"])

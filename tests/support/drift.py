@@ -7,6 +7,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.drift_repair import ALL_TRAFFIC
 from models.deployment import DeploymentStatus, Operation, workflow_id
 from models.naming import APP_SECURITY_GROUP
 from models.resources import DeploymentOutputs, Kind
@@ -17,6 +18,15 @@ from workflows.deployment import DeploymentWorkflow
 
 SSH = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
 """The rule added by hand: a drift `report` shows it and `repair` revokes it."""
+SMTP_OUT = {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
+"""An egress rule added by hand (IPv4: moto answers a revoke of an IPv6 egress rule with success and
+keeps the rule, where AWS removes it)."""
+
+
+def narrow_egress(ec2: Any, outputs: DeploymentOutputs) -> None:
+    """By hand: the app's group loses AWS's allow-all egress, the ALB's gains SMTP_OUT."""
+    ec2.revoke_security_group_egress(GroupId=outputs.app_security_group_id, IpPermissions=[ALL_TRAFFIC])
+    ec2.authorize_security_group_egress(GroupId=outputs.alb_security_group_id, IpPermissions=[SMTP_OUT])
 
 
 def watched(on_drift: str, **overrides: Any) -> DeploymentSpec:
