@@ -40,7 +40,16 @@ from activities.live import (
     target_group_facts,
 )
 from activities.tags import tags_for
-from models.drift import EC2_KINDS, ELB_KINDS, CheckInput, DriftReport, find_drift, known_resources, resolved
+from models.drift import (
+    ACM_KINDS,
+    EC2_KINDS,
+    ELB_KINDS,
+    CheckInput,
+    DriftReport,
+    find_drift,
+    known_resources,
+    resolved,
+)
 from models.live import LiveDeployment, LiveResource
 from models.naming import APP_GROUP, listener
 from models.resources import DeploymentOutputs, Kind, ResourceKey, Scope
@@ -171,6 +180,9 @@ class DriftActivities:
             for description in elbv2.describe_tags(ResourceArns=chunk)["TagDescriptions"]:
                 tags = {t["Key"]: t["Value"] for t in description.get("Tags", [])}
                 actual[description["ResourceArn"]] = tags
+        for arn in (r.id for r in live.resources if r.kind in ACM_KINDS):  # ACM: one certificate a call
+            listed = self._aws.client("acm", scope.region).list_tags_for_certificate(CertificateArn=arn)
+            actual[arn] = {t["Key"]: t.get("Value", "") for t in listed.get("Tags", [])}
         return {r.id: (_made_with(scope, r), actual[r.id]) for r in live.resources if r.id in actual}
 
     # Targets

@@ -42,7 +42,7 @@ from activities.tags import all_owned, owned_by, scope_filters, tag_value
 from activities.waits import Heartbeats
 from models import naming
 from models.diff import ALL_EGRESS
-from models.drift import EC2_KINDS, ELB_KINDS, Drift, DriftItem, RepairInput, RepairResult
+from models.drift import ACM_KINDS, EC2_KINDS, ELB_KINDS, Drift, DriftItem, RepairInput, RepairResult
 from models.naming import target_group_name
 from models.resources import IngressRule, Kind, ResourceKey, Scope
 from models.spec import DeploymentSpec
@@ -119,6 +119,7 @@ class _Repair:
             deployment_id=request.scope.deployment_id, region=request.scope.region, tags=request.spec.tags
         )
         # Reads and writes alike get botocore's retries: every write here is safe to send twice.
+        self._aws = aws
         self._ec2 = aws.ec2(request.scope.region)
         self._elbv2 = aws.elbv2(request.scope.region)
         self._groups: dict[str, dict[str, Any]] | None = None
@@ -168,6 +169,12 @@ class _Repair:
             self._elbv2.add_tags(ResourceArns=[item.id], Tags=tags)
         elif item.kind in EC2_KINDS:
             self._ec2.create_tags(Resources=[item.id], Tags=tags)
+        elif item.kind in ACM_KINDS:
+            # docs/iam-policy-https.json grants AddTagsToCertificate only with the deployment tag in the
+            # request: it is sent again with the same value.
+            deployment = {"Key": naming.DEPLOYMENT_TAG, "Value": self._scope.deployment_id}
+            acm = self._aws.client("acm", self._scope.region)
+            acm.add_tags_to_certificate(CertificateArn=item.id, Tags=[*tags, deployment])
         else:
             return False
         return True

@@ -126,7 +126,9 @@ EC2_KINDS = frozenset(
     {Kind.SUBNET, Kind.ELASTIC_IP, Kind.NAT_GATEWAY, Kind.ROUTE_TABLE, Kind.SECURITY_GROUP, Kind.INSTANCE}
 )
 ELB_KINDS = frozenset({Kind.TARGET_GROUP, Kind.LOAD_BALANCER, Kind.LISTENER})
-"""Which API reads and writes a resource's tags (ec2 DescribeTags/CreateTags, elbv2 DescribeTags/AddTags)."""
+ACM_KINDS = frozenset({Kind.CERTIFICATE})
+"""Which API reads and writes a resource's tags (ec2 DescribeTags/CreateTags, elbv2 DescribeTags/AddTags,
+acm ListTagsForCertificate/AddTagsToCertificate); a DNS record has none."""
 OUT_OF_SCOPE = frozenset({Kind.TARGET_REGISTRATION})
 """Not compared as a resource: the registrations (each target is, below)."""
 NOT_LOOKED_UP = frozenset({Kind.CERTIFICATE, Kind.DNS_RECORD, *OUT_OF_SCOPE})
@@ -226,7 +228,7 @@ def find_drift(
     order = {action.name: index for index, action in enumerate(actions)}
     ranked = [(index, item) for index, a in enumerate(actions) for item in _action_items(a, known)]
     for resource in live.resources:
-        if resource.id in extra or resource.kind in NOT_LOOKED_UP or resource.id not in (tags or {}):
+        if resource.id in extra or resource.kind in OUT_OF_SCOPE or resource.id not in (tags or {}):
             continue
         expected, actual = (tags or {})[resource.id]
         rank = order.get(resource.name, len(order))

@@ -345,9 +345,12 @@ async def test_an_https_deployment_checks_clean_and_its_deleted_alias_record_is_
     assert await asyncio.to_thread(inventory) == before  # the same record again, nothing else
 
 
-async def test_listeners_sent_elsewhere_are_put_back_as_made(client: Client, worker, elbv2):
+async def test_listeners_sent_elsewhere_and_a_certificates_tag_are_put_back_as_made(
+    client: Client, worker, elbv2
+):
     """The HTTP listener of an HTTPS deployment redirects, its HTTPS listener forwards: someone
-    points both at a maintenance page, and the repair sets each one's own action again."""
+    points both at a maintenance page, and renames the certificate; the repair sets each listener's
+    own action and the certificate's Name tag again."""
     hosted_zone()
     spec = https_spec().model_copy(update={"drift": DriftSpec(check_every="1s", on_drift="repair")})
     created = await up(client, worker, spec)
@@ -362,14 +365,23 @@ async def test_listeners_sent_elsewhere_are_put_back_as_made(client: Client, wor
     }
     for arn in arns:
         await asyncio.to_thread(elbv2.modify_listener, ListenerArn=arn, DefaultActions=[maintenance])
+    acm = boto3.client("acm", region_name=spec.region)
+    (certificate,) = [r.id for r in out.resources if r.kind is Kind.CERTIFICATE]
+    tagged = (await asyncio.to_thread(acm.list_tags_for_certificate, CertificateArn=certificate))["Tags"]
+    await asyncio.to_thread(
+        acm.add_tags_to_certificate, CertificateArn=certificate, Tags=[{"Key": "Name", "Value": "renamed"}]
+    )
 
     status = await repaired(client, spec.deployment_id)
 
     assert sorted((i.name, i.field, i.actual) for i in status.state.last.repaired) == [
+        (naming.CERTIFICATE, "tag:Name", "renamed"),
         (naming.listener(443), "default_action", "fixed-response 503"),
         (naming.listener(80), "default_action", "fixed-response 503"),
     ]
     assert await asyncio.to_thread(default_actions, elbv2, arns) == made
+    after = (await asyncio.to_thread(acm.list_tags_for_certificate, CertificateArn=certificate))["Tags"]
+    assert sorted(after, key=str) == sorted(tagged, key=str)
 
 
 def default_actions(elbv2: Any, arns: list[str]) -> dict[str, list[dict[str, Any]]]:
