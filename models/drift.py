@@ -132,9 +132,9 @@ acm ListTagsForCertificate/AddTagsToCertificate); a DNS record has none."""
 OUT_OF_SCOPE = frozenset({Kind.TARGET_REGISTRATION})
 """Not compared as a resource: the registrations (each target is, below)."""
 NOT_LOOKED_UP = frozenset({Kind.CERTIFICATE, Kind.DNS_RECORD, *OUT_OF_SCOPE})
-"""Not described by id nor compared by tags: the HTTPS resources are read by what activities/live.py
-finds (the certificate by its tags, each record while it says what the deployment wrote), so a deleted
-record is missing, but one that lost or changed a tag is not drift here."""
+"""Not described by id: the HTTPS resources are read by what activities/live.py finds (the certificate
+by its tags, each record while it says what the deployment wrote), so a deleted record is missing, and
+so is a certificate that lost the deployment tag; the certificate's other tags are compared."""
 REGISTERED_STATES = frozenset({"initial", "healthy", "unhealthy", "unused", "unavailable"})
 """Target states of a registered target; `draining` is one on its way out (AWS reports a
 deregistered target so for its deregistration delay), so it counts as not registered."""
