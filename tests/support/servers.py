@@ -68,13 +68,19 @@ def start_moto(port: int, log: Path, timeout: float = 60) -> subprocess.Popen:
             [str(venv_binary("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
             stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    listening(process, port, timeout, f"moto server (see {log})")
+    return process
+
+
+def listening(process: subprocess.Popen, port: int, timeout: float, what: str) -> None:
+    """Until `process` accepts connections on `port`; killed, with an error, if it exits first or
+    does not within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not port_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"moto server did not start on port {port}; see {log}")
+            raise RuntimeError(f"{what} did not start on port {port}")
         time.sleep(0.1)
-    return process
 
 
 def reset_moto(url: str) -> None:
@@ -102,11 +108,7 @@ class DurableTemporal:
              *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while not port_open(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"temporal dev server did not start on port {self.port}")
-            time.sleep(0.1)
+        listening(self.process, self.port, timeout, "temporal dev server")
 
     def kill(self) -> None:
         assert self.process is not None
