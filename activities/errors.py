@@ -110,6 +110,7 @@ ADVICE = {
     "Unsupported": "choose availability zones that offer this instance type",
     "UnsupportedCertificate": "use an ISSUED certificate of the deployment's region that covers the domain",
     "InvalidChangeBatch": "check the hosted zone's records for the domain (plan lists conflicts)",
+    "SSLPolicyNotFound": "set https.ssl_policy to a policy `aws elbv2 describe-ssl-policies` lists",
 }
 
 

@@ -251,3 +251,30 @@ def https_listener(elbv2: Any, http_arn: str) -> dict[str, Any]:
     (http,) = elbv2.describe_listeners(ListenerArns=[http_arn])["Listeners"]
     listeners = elbv2.describe_listeners(LoadBalancerArn=http["LoadBalancerArn"])["Listeners"]
     return next(lsn for lsn in listeners if lsn["Protocol"] == "HTTPS")
+
+
+async def test_a_tls_policy_aws_does_not_know_fails_the_change_saying_how_to_fix_it(
+    client, worker, aws, elbv2
+):
+    """moto takes any policy name; AWS answers SSLPolicyNotFound (emulated here). Nothing else had
+    changed yet: the deployment stays as it was."""
+    _, spec = await deployed(client, worker)
+    arn = next(r.id for r in (await inspect(client, worker, spec)).resources if r.name == listener(80))
+    policy = https_listener(elbv2, arn)["SslPolicy"]
+    before = inventory()
+    InjectedFault(
+        "elbv2",
+        "ModifyListener",
+        code="SSLPolicyNotFound",
+        message="SSL policy 'ELBSecurityPolicy-Nope' not found",
+    ).install(aws.session)
+
+    failed = await up(client, worker, with_https(spec, ssl_policy="ELBSecurityPolicy-Nope"))
+
+    assert failed.outcome is Outcome.FAILED, failed.message
+    assert "SSLPolicyNotFound" in failed.message
+    assert (
+        "To fix: set https.ssl_policy to a policy `aws elbv2 describe-ssl-policies` lists" in failed.message
+    )
+    assert https_listener(elbv2, arn)["SslPolicy"] == policy
+    assert inventory() == before
