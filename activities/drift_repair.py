@@ -280,8 +280,10 @@ class _Repair:
         if group is None or not owned_by(tags_of(self._elbv2, group["TargetGroupArn"]), self._scope):
             return False
         https = self._spec.https
-        redirected = https is not None and https.redirect_http and listener["Port"] != https.port
-        action = listener_action(group["TargetGroupArn"], https.port if https and redirected else None)
+        serves_https = https is not None and listener["Port"] == https.port  # forwards, whatever HTTP does
+        action = listener_action(
+            group["TargetGroupArn"], None if serves_https else self._spec.http_redirect_port
+        )
         names = {group["TargetGroupArn"]: naming.TARGET_GROUP}
         if default_action_text(listener["DefaultActions"], names) != default_action_text([action], names):
             self._elbv2.modify_listener(ListenerArn=item.id, DefaultActions=[action])

@@ -197,8 +197,7 @@ class ListenerChange(Frozen):
 
 
 def listener_change(request: ConvergeInput) -> ListenerChange | None:
-    https, live = request.spec.https, request.http_listener
-    wanted = https.port if https is not None and https.redirect_http else None
+    live, wanted = request.http_listener, request.spec.http_redirect_port
     if live is None or live.redirect_to_port == wanted:
         return None
     return ListenerChange(arn=live.arn, before=live.redirect_to_port, after=wanted)

@@ -155,10 +155,8 @@ ALL_EGRESS = "all to 0.0.0.0/0"
 
 def http_listener_action(spec: DeploymentSpec) -> str:
     """Forward to the target group, or (HTTPS with `redirect_http`) 301 to HTTPS, as the deploy makes it."""
-    https = spec.https
-    if https is None or not https.redirect_http:
-        return forward_action(naming.TARGET_GROUP)
-    return redirect_action(https_redirect(https.port))
+    port = spec.http_redirect_port
+    return forward_action(naming.TARGET_GROUP) if port is None else redirect_action(https_redirect(port))
 
 
 def _https_facts(spec: DeploymentSpec) -> dict[str, dict[str, str]]:

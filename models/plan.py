@@ -118,7 +118,7 @@ def plan(spec: DeploymentSpec) -> list[PlannedStep]:
             )
         )
     http_port = spec.load_balancer.listener_port
-    redirected = spec.https is not None and spec.https.redirect_http
+    redirect = spec.http_redirect_port
     steps += [
         PlannedStep(
             key=TARGETS,
@@ -128,7 +128,7 @@ def plan(spec: DeploymentSpec) -> list[PlannedStep]:
         PlannedStep(
             key=naming.listener(http_port),
             summary=f"Listener on port {http_port} -> "
-            + (f"301 to HTTPS {spec.https.port}" if redirected else "target group"),
+            + (f"301 to HTTPS {redirect}" if redirect is not None else "target group"),
             kind=Kind.LISTENER,
         ),
     ]

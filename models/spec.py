@@ -538,5 +538,10 @@ class DeploymentSpec(Strict):
         return self
 
     @property
+    def http_redirect_port(self) -> int | None:
+        """The HTTPS port the HTTP listener answers 301 to (`https.redirect_http`); None: it forwards."""
+        return self.https.port if self.https is not None and self.https.redirect_http else None
+
+    @property
     def availability_zones(self) -> list[str]:
         return [subnet.availability_zone for subnet in self.private_subnets]

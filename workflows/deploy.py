@@ -394,14 +394,14 @@ class DeployWorkflow(Pausable):
 
     async def _listener(self, balancer: asyncio.Task[LoadBalancer], target_group: asyncio.Task[str]) -> str:
         lb, group_arn = await balancer, await target_group
-        port, https = self._spec.load_balancer.listener_port, self._spec.https
+        port = self._spec.load_balancer.listener_port
         name = naming.listener(port)
         request = ListenerInput(
             key=self._key(name),
             load_balancer_arn=lb.arn,
             target_group_arn=group_arn,
             port=port,
-            redirect_to_port=https.port if https and https.redirect_http else None,
+            redirect_to_port=self._spec.http_redirect_port,
         )
         created: Resource = await self._create(name, LoadBalancingActivities.create_listener, request)
         return created.id
