@@ -180,8 +180,9 @@ class DriftActivities:
             for description in elbv2.describe_tags(ResourceArns=chunk)["TagDescriptions"]:
                 tags = {t["Key"]: t["Value"] for t in description.get("Tags", [])}
                 actual[description["ResourceArn"]] = tags
+        acm = self._aws.client("acm", scope.region)
         for arn in (r.id for r in live.resources if r.kind in ACM_KINDS):  # ACM: one certificate a call
-            listed = self._aws.client("acm", scope.region).list_tags_for_certificate(CertificateArn=arn)
+            listed = acm.list_tags_for_certificate(CertificateArn=arn)
             actual[arn] = {t["Key"]: t.get("Value", "") for t in listed.get("Tags", [])}
         return {r.id: (_made_with(scope, r), actual[r.id]) for r in live.resources if r.id in actual}
 

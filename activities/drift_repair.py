@@ -123,6 +123,7 @@ class _Repair:
         self._ec2 = aws.ec2(request.scope.region)
         self._elbv2 = aws.elbv2(request.scope.region)
         self._groups: dict[str, dict[str, Any]] | None = None
+        self._target_group_found: dict[str, Any] | None = None
         self._report_names = {i.id: i.name for i in request.report.items if i.id}
         self._untagged = {i.id for i in request.report.items if i.field == TAG_FIELD + naming.DEPLOYMENT_TAG}
         self._targets: dict[str, list[dict[str, Any]]] = {}
@@ -270,14 +271,22 @@ class _Repair:
 
     # Listeners
 
+    def _target_group(self) -> dict[str, Any] | None:
+        """The deployment's target group, looked up once per run (both listeners forward to it)."""
+        if self._target_group_found is None:
+            group = find_by_name(self._elbv2, TARGET_GROUPS, target_group_name(self._scope.deployment_id))
+            if group is not None and owned_by(tags_of(self._elbv2, group["TargetGroupArn"]), self._scope):
+                self._target_group_found = group
+        return self._target_group_found
+
     def _default_action(self, item: DriftItem) -> bool:
         """The action the spec gives the listener on its port, set again (ModifyListener replaces the
         default actions and is safe to repeat); left when the target group is gone."""
         if item.drift is not Drift.CHANGED or item.id is None:
             return False
         listener = self._elbv2.describe_listeners(ListenerArns=[item.id])["Listeners"][0]
-        group = find_by_name(self._elbv2, TARGET_GROUPS, target_group_name(self._scope.deployment_id))
-        if group is None or not owned_by(tags_of(self._elbv2, group["TargetGroupArn"]), self._scope):
+        group = self._target_group()
+        if group is None:
             return False
         https = self._spec.https
         serves_https = https is not None and listener["Port"] == https.port  # forwards, whatever HTTP does
